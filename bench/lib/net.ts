@@ -1,0 +1,66 @@
+import http from 'node:http';
+import net from 'node:net';
+
+/** `n` distinct free TCP ports on 127.0.0.1 (bind port 0, held together so they differ, then released). */
+export async function freePorts(n: number): Promise<number[]> {
+  const servers: net.Server[] = [];
+  try {
+    const ports: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const srv = net.createServer();
+      servers.push(srv);
+      await new Promise<void>((resolve, reject) => {
+        srv.once('error', reject);
+        srv.listen(0, '127.0.0.1', () => resolve());
+      });
+      const addr = srv.address();
+      if (!addr || typeof addr === 'string') throw new Error('no port assigned');
+      ports.push(addr.port);
+    }
+    return ports;
+  } finally {
+    await Promise.all(servers.map((s) => new Promise<void>((r) => s.close(() => r()))));
+  }
+}
+
+export interface HttpResult {
+  status: number;
+  headers: http.IncomingHttpHeaders;
+  body: string;
+}
+
+/** One GET on a fresh connection (no agent), with a timeout. */
+export function httpGet(url: string, opts: { timeoutMs?: number; headers?: Record<string, string> } = {}): Promise<HttpResult> {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { agent: false, headers: opts.headers, timeout: opts.timeoutMs ?? 2000 }, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (d: string) => (body += d));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      res.on('error', reject);
+    });
+    req.on('timeout', () => req.destroy(new Error(`timeout after ${opts.timeoutMs ?? 2000} ms`)));
+    req.on('error', reject);
+  });
+}
+
+/**
+ * Poll `url` until it answers 200, `isDead()` turns true, or `timeoutMs` passes.
+ * Resolves null when ready, else a reason.
+ */
+export async function waitFor200(url: string, timeoutMs: number, isDead: () => boolean): Promise<string | null> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (isDead()) return 'the process exited';
+    try {
+      const r = await httpGet(url, { timeoutMs: 1000 });
+      if (r.status === 200) return null;
+      last = `HTTP ${r.status}`;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return `not ready within ${Math.round(timeoutMs / 1000)} s (last: ${last})`;
+}

@@ -1,0 +1,565 @@
+/**
+ * `npm run bench` — proxy overhead benchmark, all cases side by side in one run:
+ *
+ *   a  direct           wrk → upstream
+ *   b  bare             wrk → fastify + @fastify/http-proxy → upstream
+ *   c  sluice           wrk → Sluice (v1/v2 90/10, sticky x-user-id, metrics) → upstreams
+ *   d  sluice+mirror    as c plus a 10 % shadow copy to v2
+ *   e  nginx            wrk → nginx (keepalive upstream pool) → upstream
+ *
+ * Runs alternate (a b c d e a b c d e …), each measured run preceded by a
+ * discarded warm-up. See bench/README.md.
+ *
+ * Env: BENCH_DURATION (s, default 10), BENCH_ROUNDS (2), BENCH_CONNECTIONS (50),
+ * BENCH_WARMUP (s, 2), BENCH_CASES (e.g. "abe"), BENCH_READY_TIMEOUT (s, 10),
+ * BENCH_SLUICE_LOG_LEVEL (warn), BENCH_KEEP_TMP=1. Flag: --quick (3 s, 1 round).
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+import { nginxConf, sluiceYaml } from './lib/configs.js';
+import { freePorts, httpGet, waitFor200 } from './lib/net.js';
+import {
+  clkTck,
+  commandExists,
+  cpuSecondsBetween,
+  hasExited,
+  killAll,
+  killAllSync,
+  logTail,
+  spawnManaged,
+  treeTicks,
+  type Managed,
+} from './lib/procs.js';
+import { diff, median, ratio } from './lib/stats.js';
+import { runWrk, wrkArgs, type WrkParams, type WrkResult } from './lib/wrk.js';
+
+const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
+const ROOT = path.resolve(BENCH_DIR, '..');
+const NGINX = '/usr/sbin/nginx';
+
+// ------------------------------------------------------------------ options
+
+function usage(): never {
+  console.log(`usage: npm run bench [-- --quick]
+
+  --quick                 3 s per run, 1 round (smoke test)
+env BENCH_DURATION=10     seconds per measured run
+    BENCH_ROUNDS=2        rounds (each case once per round, alternating)
+    BENCH_CONNECTIONS=50  wrk connections (1 thread)
+    BENCH_WARMUP=2        seconds of discarded warm-up before each measured run (0: none)
+    BENCH_CASES=abcde     subset of cases to run
+    BENCH_READY_TIMEOUT=10  seconds a proxy gets to become ready
+    BENCH_SLUICE_LOG_LEVEL=warn  SLUICE_LOG_LEVEL given to the Sluice processes
+    BENCH_KEEP_TMP=1      keep the temp dir (configs, child logs)`);
+  process.exit(0);
+}
+
+const argv = process.argv.slice(2);
+if (argv.includes('--help') || argv.includes('-h')) usage();
+for (const a of argv) {
+  if (a !== '--quick') {
+    console.error(`bench: unknown argument ${a} (try --help)`);
+    process.exit(2);
+  }
+}
+const quick = argv.includes('--quick');
+
+function envInt(name: string, def: number, min: number): number {
+  const raw = process.env[name];
+  if (raw === undefined || raw === '') return def;
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min) {
+    console.error(`bench: ${name}=${raw} must be an integer >= ${min}`);
+    process.exit(2);
+  }
+  return n;
+}
+
+const opts = {
+  durationS: envInt('BENCH_DURATION', quick ? 3 : 10, 1),
+  rounds: envInt('BENCH_ROUNDS', quick ? 1 : 2, 1),
+  connections: envInt('BENCH_CONNECTIONS', 50, 1),
+  warmupS: envInt('BENCH_WARMUP', 2, 0),
+  readyTimeoutMs: envInt('BENCH_READY_TIMEOUT', 10, 1) * 1000,
+  cases: (process.env['BENCH_CASES'] ?? 'abcde').toLowerCase(),
+  sluiceLogLevel: process.env['BENCH_SLUICE_LOG_LEVEL'] ?? 'warn',
+  keepTmp: process.env['BENCH_KEEP_TMP'] === '1',
+};
+
+const wrkParams: WrkParams = {
+  threads: 1,
+  connections: opts.connections,
+  durationS: opts.durationS,
+  script: path.join(BENCH_DIR, 'wrk-sticky.lua'),
+};
+
+// ------------------------------------------------------------------- cases
+
+type CaseId = 'a' | 'b' | 'c' | 'd' | 'e';
+
+interface BenchCase {
+  id: CaseId;
+  name: string;
+  description: string;
+  url: string | null;
+  proc: Managed | null;
+  /** Process-tree roots whose CPU is the proxy's (empty for direct). */
+  cpuRoots: number[];
+  /** Also checked for liveness before each run. */
+  adminUrl: string | null;
+  status: 'pending' | 'ready' | 'failed' | 'skipped';
+  note: string | null;
+}
+
+interface RunRecord {
+  round: number;
+  case: CaseId;
+  startedAt: string;
+  url: string;
+  warmup: { requests: number; rps: number; errors: number } | { error: string } | null;
+  wrk: WrkResult | null;
+  wrkOutput: string | null;
+  error: string | null;
+  proxyCpuSeconds: number | null;
+  proxyCpuUsPerReq: number | null;
+  upstreamCpuSeconds: number | null;
+  upstreamCpuUsPerReq: number | null;
+  /** Requests each upstream served during the measured run (includes mirror copies). */
+  upstreamRequests: { v1: number; v2: number } | null;
+}
+
+const ALL_CASES: ReadonlyArray<Pick<BenchCase, 'id' | 'name' | 'description'>> = [
+  { id: 'a', name: 'direct', description: 'wrk -> upstream (no proxy)' },
+  { id: 'b', name: 'bare http-proxy', description: 'fastify + @fastify/http-proxy, fixed upstream, logger off' },
+  { id: 'c', name: 'sluice', description: 'Sluice, 1 route, v1/v2 90/10, sticky x-user-id, metrics on' },
+  { id: 'd', name: 'sluice+mirror', description: 'as c + mirror 10% to v2' },
+  { id: 'e', name: 'nginx', description: 'nginx 1 worker, upstream keepalive 64, HTTP/1.1' },
+];
+
+function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = {};
+  for (const [k, v] of Object.entries(process.env)) {
+    // SLUICE_* would override the generated config (listen ports, token, redis…).
+    if (!k.startsWith('SLUICE_')) env[k] = v;
+  }
+  return { ...env, ...extra };
+}
+
+function nodeTsArgs(script: string, args: readonly (string | number)[]): string[] {
+  return ['--import', 'tsx', path.join(BENCH_DIR, script), ...args.map(String)];
+}
+
+function fail(c: BenchCase, note: string): void {
+  c.status = 'failed';
+  c.note = note;
+  if (interrupted) return;
+  const tail = c.proc ? logTail(c.proc) : '';
+  console.log(`  ${c.id} ${c.name}: FAILED — ${note}${tail ? `\n    last log lines (${c.proc?.logPath}):\n${tail}` : ''}`);
+}
+
+/** One request through the case's URL: must be 200 before we measure anything. */
+async function sanityCheck(c: BenchCase): Promise<boolean> {
+  try {
+    const r = await httpGet(c.url!, { timeoutMs: 5000, headers: { 'x-user-id': 'user-sanity' } });
+    if (r.status !== 200) {
+      fail(c, `GET ${c.url} answered ${r.status} (expected 200): ${r.body.slice(0, 200)}`);
+      return false;
+    }
+    if ((c.id === 'c' || c.id === 'd') && r.headers['x-sluice-version'] === undefined) {
+      console.log(`  ${c.id} ${c.name}: note: response has no x-sluice-version header`);
+    }
+    return true;
+  } catch (err) {
+    fail(c, `GET ${c.url} failed: ${(err as Error).message}`);
+    return false;
+  }
+}
+
+// --------------------------------------------------------------------- main
+
+let interrupted = false;
+let tmpDir: string | null = null;
+
+async function main(): Promise<number> {
+  const startedAt = new Date();
+  const cpuModel = /^model name\s*:\s*(.*)$/m.exec(fs.readFileSync('/proc/cpuinfo', 'utf8'))?.[1]?.trim() ?? 'unknown';
+
+  if (!commandExists('wrk')) {
+    console.error('bench: wrk is not installed (apt-get install wrk)');
+    return 2;
+  }
+
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-bench-'));
+  tmpDir = tmp;
+  fs.chmodSync(tmp, 0o755); // nginx workers may run as another user
+  let keepTmp = opts.keepTmp;
+
+  console.log(`Sluice proxy bench — node ${process.version}, ${cpuModel} x${os.cpus().length}`);
+  console.log(
+    `wrk -t${wrkParams.threads} -c${wrkParams.connections} -d${wrkParams.durationS}s --latency -s bench/wrk-sticky.lua` +
+      ` · warm-up ${opts.warmupS}s · ${opts.rounds} round(s) · CLK_TCK ${clkTck()} · tmp ${tmp}`,
+  );
+
+  const [up1Port, up2Port, barePort, cPort, cAdmin, dPort, dAdmin, ePort] = (await freePorts(8)) as [
+    number, number, number, number, number, number, number, number,
+  ];
+
+  // ---- upstreams (shared by every case)
+  console.log('starting upstreams…');
+  const up1 = spawnManaged({
+    name: 'upstream-v1', cmd: process.execPath, args: nodeTsArgs('upstream.ts', [up1Port, 'v1']),
+    cwd: ROOT, env: childEnv(), logPath: path.join(tmp, 'upstream-v1.log'),
+  });
+  const up2 = spawnManaged({
+    name: 'upstream-v2', cmd: process.execPath, args: nodeTsArgs('upstream.ts', [up2Port, 'v2']),
+    cwd: ROOT, env: childEnv(), logPath: path.join(tmp, 'upstream-v2.log'),
+  });
+  for (const [u, port] of [[up1, up1Port], [up2, up2Port]] as const) {
+    const why = await waitFor200(`http://127.0.0.1:${port}/__bench/count`, 10_000, () => hasExited(u.child));
+    if (why) {
+      console.error(`bench: ${u.name} did not start: ${why}\n${logTail(u)}`);
+      return 2;
+    }
+  }
+  const upstreamCounts = async (): Promise<{ v1: number; v2: number } | null> => {
+    try {
+      const [a, b] = await Promise.all(
+        [up1Port, up2Port].map(async (p) => (JSON.parse((await httpGet(`http://127.0.0.1:${p}/__bench/count`)).body) as { requests: number }).requests),
+      );
+      return { v1: a!, v2: b! };
+    } catch {
+      return null;
+    }
+  };
+
+  // ---- proxies
+  const cases: BenchCase[] = ALL_CASES.map((c) => ({
+    ...c, url: null, proc: null, cpuRoots: [], adminUrl: null,
+    status: opts.cases.includes(c.id) ? 'pending' : 'skipped',
+    note: opts.cases.includes(c.id) ? null : 'not selected (BENCH_CASES)',
+  }));
+  const byId = (id: CaseId): BenchCase => cases.find((c) => c.id === id)!;
+  console.log('starting proxies…');
+
+  const a = byId('a');
+  if (a.status === 'pending') {
+    a.url = `http://127.0.0.1:${up1Port}/`;
+    a.status = 'ready';
+  }
+
+  const b = byId('b');
+  if (b.status === 'pending') {
+    b.url = `http://127.0.0.1:${barePort}/`;
+    b.proc = spawnManaged({
+      name: 'bare-proxy', cmd: process.execPath, args: nodeTsArgs('bare-proxy.ts', [barePort, up1Port]),
+      cwd: ROOT, env: childEnv(), logPath: path.join(tmp, 'bare-proxy.log'),
+    });
+    b.cpuRoots = [b.proc.pid];
+    const why = await waitFor200(b.url, opts.readyTimeoutMs, () => hasExited(b.proc!.child));
+    if (why) fail(b, why);
+    else if (await sanityCheck(b)) b.status = 'ready';
+  }
+
+  const sluiceBin = path.join(ROOT, 'bin', 'sluice.js');
+  for (const [id, port, adminPort, mirror] of [['c', cPort, cAdmin, false], ['d', dPort, dAdmin, true]] as const) {
+    const c = byId(id);
+    if (c.status !== 'pending') continue;
+    if (!fs.existsSync(sluiceBin)) {
+      fail(c, `${path.relative(ROOT, sluiceBin)} does not exist (the Sluice CLI is not there yet): case not run`);
+      continue;
+    }
+    const yamlPath = path.join(tmp, `sluice-${id}.yaml`);
+    fs.writeFileSync(yamlPath, sluiceYaml({ port, adminPort, v1Port: up1Port, v2Port: up2Port, mirror }));
+    c.url = `http://127.0.0.1:${port}/`;
+    c.adminUrl = `http://127.0.0.1:${adminPort}`;
+    try {
+      c.proc = spawnManaged({
+        name: `sluice-${id}`, cmd: process.execPath, args: [sluiceBin, 'start', '-c', yamlPath],
+        cwd: ROOT, env: childEnv({ SLUICE_LOG_LEVEL: opts.sluiceLogLevel }), logPath: path.join(tmp, `sluice-${id}.log`),
+      });
+    } catch (err) {
+      fail(c, (err as Error).message);
+      continue;
+    }
+    c.cpuRoots = [c.proc.pid];
+    const why = await waitFor200(`${c.adminUrl}/readyz`, opts.readyTimeoutMs, () => hasExited(c.proc!.child));
+    if (why) {
+      const exit = hasExited(c.proc.child) ? ` (exit ${c.proc.child.exitCode ?? c.proc.child.signalCode})` : '';
+      fail(c, `\`node bin/sluice.js start -c ${yamlPath}\` did not become ready${exit}: GET ${c.adminUrl}/readyz: ${why}`);
+    }
+    else if (await sanityCheck(c)) c.status = 'ready';
+  }
+
+  const e = byId('e');
+  if (e.status === 'pending') {
+    if (!fs.existsSync(NGINX)) {
+      e.status = 'skipped';
+      e.note = `${NGINX} not installed`;
+      console.log(`  e nginx: skipped — ${NGINX} not installed`);
+    } else {
+      const confPath = path.join(tmp, 'nginx.conf');
+      fs.writeFileSync(confPath, nginxConf({ dir: tmp, port: ePort, upstreamPort: up1Port }));
+      e.url = `http://127.0.0.1:${ePort}/`;
+      e.proc = spawnManaged({
+        name: 'nginx', cmd: NGINX,
+        args: ['-p', tmp, '-c', confPath, '-e', path.join(tmp, 'nginx-error.log'), '-g', 'daemon off;'],
+        cwd: tmp, env: childEnv(), logPath: path.join(tmp, 'nginx-stdout.log'),
+      });
+      e.cpuRoots = [e.proc.pid]; // master; the worker is found as its child
+      const why = await waitFor200(e.url, opts.readyTimeoutMs, () => hasExited(e.proc!.child));
+      if (why) {
+        const errLog = path.join(tmp, 'nginx-error.log');
+        fail(e, `${why}${fs.existsSync(errLog) ? `; ${fs.readFileSync(errLog, 'utf8').trim().split('\n').slice(-3).join(' | ')}` : ''}`);
+      } else if (await sanityCheck(e)) e.status = 'ready';
+    }
+  }
+
+  // ---- runs, alternating
+  const runs: RunRecord[] = [];
+  const upRoots = [up1.pid, up2.pid];
+  for (let round = 1; round <= opts.rounds; round++) {
+    for (const c of cases) {
+      if (interrupted) return 130;
+      if (c.status !== 'ready') continue;
+      if (c.proc && hasExited(c.proc.child)) {
+        fail(c, `the process exited (${c.proc.child.exitCode ?? c.proc.child.signalCode}) before round ${round}`);
+        continue;
+      }
+      const rec: RunRecord = {
+        round, case: c.id, startedAt: new Date().toISOString(), url: c.url!, warmup: null, wrk: null, wrkOutput: null,
+        error: null, proxyCpuSeconds: null, proxyCpuUsPerReq: null, upstreamCpuSeconds: null, upstreamCpuUsPerReq: null,
+        upstreamRequests: null,
+      };
+      runs.push(rec);
+      if (opts.warmupS > 0) {
+        try {
+          const w = await runWrk({ ...wrkParams, durationS: opts.warmupS }, c.url!);
+          rec.warmup = { requests: w.result.requests, rps: w.result.rps, errors: w.result.errors };
+        } catch (err) {
+          rec.warmup = { error: (err as Error).message };
+        }
+      }
+      const countsBefore = await upstreamCounts();
+      const proxyBefore = treeTicks(c.cpuRoots);
+      const upBefore = treeTicks(upRoots);
+      try {
+        const w = await runWrk(wrkParams, c.url!);
+        const proxyAfter = treeTicks(c.cpuRoots);
+        const upAfter = treeTicks(upRoots);
+        rec.wrk = w.result;
+        rec.wrkOutput = w.raw;
+        const reqs = w.result.requests;
+        if (c.cpuRoots.length > 0) {
+          rec.proxyCpuSeconds = cpuSecondsBetween(proxyBefore, proxyAfter);
+          rec.proxyCpuUsPerReq = reqs > 0 ? (rec.proxyCpuSeconds * 1e6) / reqs : null;
+        }
+        rec.upstreamCpuSeconds = cpuSecondsBetween(upBefore, upAfter);
+        rec.upstreamCpuUsPerReq = reqs > 0 ? (rec.upstreamCpuSeconds * 1e6) / reqs : null;
+      } catch (err) {
+        rec.error = (err as Error).message;
+      }
+      if (interrupted) return 130;
+      const countsAfter = await upstreamCounts();
+      if (countsBefore && countsAfter) {
+        rec.upstreamRequests = { v1: countsAfter.v1 - countsBefore.v1, v2: countsAfter.v2 - countsBefore.v2 };
+      }
+      const w = rec.wrk;
+      console.log(
+        `[${round}/${opts.rounds}] ${c.id} ${c.name.padEnd(16)} ` +
+          (w
+            ? `${fmt(w.rps, 0).padStart(7)} rps  p50 ${fmt(w.percentilesMs.p50, 2)} ms  p99 ${fmt(w.percentilesMs.p99, 2)} ms  ` +
+              `cpu ${rec.proxyCpuUsPerReq === null ? '-' : fmt(rec.proxyCpuUsPerReq, 1)} µs/req  errors ${w.errors}`
+            : `ERROR: ${rec.error}`),
+      );
+    }
+  }
+
+  // ---- summary
+  const summary = cases.map((c) => {
+    const ok = runs.filter((r) => r.case === c.id && r.wrk);
+    const failedRuns = runs.filter((r) => r.case === c.id && !r.wrk).length;
+    const cpu = ok.map((r) => r.proxyCpuUsPerReq).filter((x): x is number => x !== null);
+    const v1 = ok.reduce((s, r) => s + (r.upstreamRequests?.v1 ?? 0), 0);
+    const v2 = ok.reduce((s, r) => s + (r.upstreamRequests?.v2 ?? 0), 0);
+    const reqs = ok.reduce((s, r) => s + r.wrk!.requests, 0);
+    return {
+      case: c.id,
+      name: c.name,
+      description: c.description,
+      status: c.status === 'ready' && ok.length === 0 ? 'failed' : c.status,
+      note: c.note ?? (failedRuns > 0 ? `${failedRuns} run(s) failed` : null),
+      runs: ok.length,
+      rps: median(ok.map((r) => r.wrk!.rps)),
+      p50Ms: median(ok.map((r) => r.wrk!.percentilesMs.p50)),
+      p99Ms: median(ok.map((r) => r.wrk!.percentilesMs.p99)),
+      proxyCpuUsPerReq: c.cpuRoots.length > 0 ? median(cpu) : null,
+      upstreamCpuUsPerReq: median(ok.map((r) => r.upstreamCpuUsPerReq).filter((x): x is number => x !== null)),
+      errors: ok.reduce((s, r) => s + r.wrk!.errors, 0),
+      failedRuns,
+      upstreamShare: reqs > 0 ? { v1: v1 / reqs, v2: v2 / reqs } : null,
+    };
+  });
+  const S = (id: CaseId) => summary.find((s) => s.case === id)!;
+  const ratios = {
+    rps: { c_over_b: ratio(S('c').rps, S('b').rps), d_over_b: ratio(S('d').rps, S('b').rps), c_over_a: ratio(S('c').rps, S('a').rps) },
+    p99DeltaMs: { c_minus_b: diff(S('c').p99Ms, S('b').p99Ms), d_minus_b: diff(S('d').p99Ms, S('b').p99Ms) },
+    cpuPerReq: { c_over_b: ratio(S('c').proxyCpuUsPerReq, S('b').proxyCpuUsPerReq), d_over_b: ratio(S('d').proxyCpuUsPerReq, S('b').proxyCpuUsPerReq) },
+  };
+
+  // Sluice's own view of the split (shape per PRODUCT.md; stored raw).
+  const sluiceStats: Record<string, unknown> = {};
+  for (const id of ['c', 'd'] as const) {
+    const c = byId(id);
+    if (!c.adminUrl || c.status !== 'ready') continue;
+    try {
+      const r = await httpGet(`${c.adminUrl}/stats`, { timeoutMs: 3000 });
+      sluiceStats[id] = r.status === 200 ? JSON.parse(r.body) : { status: r.status, body: r.body.slice(0, 500) };
+    } catch (err) {
+      sluiceStats[id] = { error: (err as Error).message };
+    }
+  }
+
+  // ---- table
+  console.log('');
+  const header = ['case', 'rps', 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'errors'];
+  const rows: string[][] = summary.filter((s) => opts.cases.includes(s.case)).map((s) => {
+    const label = `${s.case} ${s.name}`;
+    if (s.status !== 'ready') return [label, `${s.status.toUpperCase()}: ${s.note ?? ''}`];
+    return [
+      label,
+      fmt(s.rps, 0),
+      fmt(s.p50Ms, 2),
+      fmt(s.p99Ms, 2),
+      s.proxyCpuUsPerReq === null ? '-' : fmt(s.proxyCpuUsPerReq, 1),
+      s.errors > 0 || s.failedRuns > 0 ? `${s.errors} (!)` : '0',
+    ];
+  });
+  printTable(header, rows);
+  if (summary.some((s) => s.status === 'ready' && (s.errors > 0 || s.failedRuns > 0))) {
+    console.log('(!) non-2xx responses, socket errors or failed runs during the measured runs: treat that case\'s figures with suspicion');
+  }
+  console.log(`medians over ${opts.rounds} round(s); proxy CPU = utime+stime of the proxy process tree / requests completed`);
+  console.log('');
+  console.log(
+    `rps ratio   c/b ${fmtRatio(ratios.rps.c_over_b)}   d/b ${fmtRatio(ratios.rps.d_over_b)}   c/a ${fmtRatio(ratios.rps.c_over_a)}`,
+  );
+  console.log(`p99 delta   c−b ${fmtDelta(ratios.p99DeltaMs.c_minus_b)}   d−b ${fmtDelta(ratios.p99DeltaMs.d_minus_b)}`);
+  console.log(`CPU/req     c/b ${fmtRatio(ratios.cpuPerReq.c_over_b)}   d/b ${fmtRatio(ratios.cpuPerReq.d_over_b)}`);
+  for (const id of ['c', 'd'] as const) {
+    const s = S(id);
+    if (s.status === 'ready' && s.upstreamShare) {
+      console.log(
+        `upstream share ${id}: v1 ${fmt(s.upstreamShare.v1 * 100, 1)}%  v2 ${fmt(s.upstreamShare.v2 * 100, 1)}%  of client requests` +
+          (id === 'd' ? ' (v2 includes mirror copies)' : ''),
+      );
+    }
+  }
+
+  // ---- JSON
+  const resultsDir = path.join(BENCH_DIR, 'results');
+  fs.mkdirSync(resultsDir, { recursive: true });
+  const outPath = path.join(resultsDir, `proxy-${startedAt.toISOString().replace(/:/g, '-')}.json`);
+  const doc = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    node: process.version,
+    cpuModel,
+    cpus: os.cpus().length,
+    kernel: os.release(),
+    clkTck: clkTck(),
+    wrk: {
+      threads: wrkParams.threads,
+      connections: wrkParams.connections,
+      durationS: wrkParams.durationS,
+      warmupS: opts.warmupS,
+      rounds: opts.rounds,
+      script: 'bench/wrk-sticky.lua',
+      args: wrkArgs({ ...wrkParams, script: 'bench/wrk-sticky.lua' }, '<url>'),
+    },
+    quick,
+    sluiceLogLevel: opts.sluiceLogLevel,
+    cases: cases.map((c) => ({ id: c.id, name: c.name, description: c.description, status: c.status, note: c.note })),
+    runs,
+    medians: summary,
+    ratios,
+    sluiceStats,
+  };
+  fs.writeFileSync(outPath, `${JSON.stringify(doc, null, 2)}\n`);
+  console.log(`\nraw runs and medians: ${path.relative(ROOT, outPath)}`);
+
+  const failed = summary.filter((s) => s.status === 'failed');
+  if (failed.length > 0) keepTmp = true;
+  if (keepTmp) console.log(`configs and child logs kept in ${tmp}`);
+  else fs.rmSync(tmp, { recursive: true, force: true });
+  if (failed.length > 0) {
+    console.log(`failed: ${failed.map((s) => `${s.case} ${s.name}`).join(', ')}`);
+    return 1;
+  }
+  return 0;
+}
+
+// ------------------------------------------------------------------ output
+
+function fmt(x: number | null | undefined, digits: number): string {
+  return x == null ? '-' : x.toFixed(digits);
+}
+function fmtRatio(x: number | null): string {
+  return x === null ? 'n/a' : x.toFixed(3);
+}
+function fmtDelta(x: number | null): string {
+  return x === null ? 'n/a' : `${x >= 0 ? '+' : ''}${x.toFixed(2)} ms`;
+}
+
+function printTable(header: string[], rows: string[][]): void {
+  const widths = header.map((h, i) =>
+    Math.max(h.length, ...rows.filter((r) => i === 0 || r.length > 2).map((r) => (r[i] ?? '').length)),
+  );
+  const line = (cells: string[]): string =>
+    cells.length === 2 && header.length > 2
+      ? `${cells[0]!.padEnd(widths[0]!)}  ${cells[1]}` // a failed/skipped case: one message cell
+      : cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  console.log(line(header));
+  console.log(widths.map((w) => '-'.repeat(w)).join('  '));
+  for (const r of rows) console.log(line(r));
+}
+
+// ---------------------------------------------------------- lifecycle
+
+let cleanupPromise: Promise<void> | null = null;
+/** Idempotent: every caller waits for the same teardown. */
+function cleanup(): Promise<void> {
+  cleanupPromise ??= killAll(3000);
+  return cleanupPromise;
+}
+
+let signalExitCode = 130;
+function finishInterrupted(): never {
+  if (tmpDir && !opts.keepTmp) fs.rmSync(tmpDir, { recursive: true, force: true });
+  process.exit(signalExitCode);
+}
+
+process.on('exit', killAllSync);
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
+  process.on(sig, () => {
+    if (interrupted) return;
+    interrupted = true;
+    signalExitCode = sig === 'SIGINT' ? 130 : 143;
+    console.error(`\nbench: ${sig}, stopping child processes…`);
+    void cleanup().finally(finishInterrupted);
+  });
+}
+
+let code = 1;
+try {
+  code = await main();
+} catch (err) {
+  console.error('bench failed:', err);
+  code = 1;
+} finally {
+  await cleanup();
+}
+if (interrupted) finishInterrupted();
+process.exit(code);

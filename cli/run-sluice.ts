@@ -1,0 +1,56 @@
+/**
+ * Starting and stopping a Sluice process: the proxy and its admin API
+ * (all-in-one mode). Used by the CLI, the demo and the tests, so that all
+ * three run exactly the same wiring.
+ */
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { createAdminServer } from '../admin/admin-server.js';
+import { registerRoutesApi } from '../admin/routes-api.js';
+import type { Logger } from '../common/logger.js';
+import type { SluiceConfig } from '../proxy/config-types.js';
+import { ProxyServer } from '../proxy/proxy-server.js';
+
+export interface RunningSluice {
+  readonly proxy: ProxyServer;
+  readonly admin: FastifyInstance;
+  /** `http://host:port` of the traffic listener. */
+  readonly trafficUrl: string;
+  readonly adminUrl: string;
+  /** Drains in-flight requests, then closes everything. */
+  close(): Promise<void>;
+}
+
+export async function runSluice(config: SluiceConfig, log: Logger): Promise<RunningSluice> {
+  const proxy = new ProxyServer(config, log);
+  const admin = createAdminServer({
+    token: config.admin.token,
+    metrics: proxy.metrics,
+    log,
+    notReadyReason: () => (proxy.draining ? 'draining' : null),
+  });
+  registerRoutesApi(admin, proxy);
+  await proxy.listen();
+  await admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port });
+  const trafficUrl = urlOf(proxy.app);
+  const adminUrl = urlOf(admin);
+  log.info({ traffic: trafficUrl, admin: adminUrl, routes: config.routes.map((r) => r.name) }, 'sluice started');
+  let closing: Promise<void> | null = null;
+  return {
+    proxy,
+    admin,
+    trafficUrl,
+    adminUrl,
+    close: () =>
+      (closing ??= (async () => {
+        await proxy.close();
+        await admin.close();
+      })()),
+  };
+}
+
+function urlOf(app: FastifyInstance): string {
+  const a = app.server.address() as AddressInfo;
+  const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
+  return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${a.port}`;
+}

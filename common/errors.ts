@@ -1,0 +1,59 @@
+/**
+ * The one registry of Sluice's error codes. Every error a user can see has a
+ * code here, an HTTP status, and a line in docs/errors.md (a test checks that).
+ */
+
+export interface ErrorDef {
+  readonly status: number;
+  readonly message: string;
+}
+
+export const ERRORS = {
+  SLUICE_CONFIG_INVALID: { status: 400, message: 'configuration is invalid' },
+  SLUICE_CONFIG_READ: { status: 500, message: 'configuration file cannot be read' },
+  SLUICE_ROUTE_NOT_FOUND: { status: 404, message: 'no route matches this request' },
+  SLUICE_UNKNOWN_ROUTE: { status: 404, message: 'no such route' },
+  SLUICE_WEIGHTS_INVALID: { status: 400, message: 'weights are invalid' },
+  SLUICE_UPSTREAM_CONNECT: { status: 502, message: 'cannot connect to the upstream version' },
+  SLUICE_UPSTREAM_RESET: { status: 502, message: 'the upstream version closed the connection' },
+  SLUICE_UPSTREAM_TIMEOUT: { status: 504, message: 'the upstream version did not answer in time' },
+  SLUICE_UPSTREAM_CONNECT_TIMEOUT: { status: 504, message: 'connecting to the upstream version timed out' },
+  SLUICE_UPSTREAM_ERROR: { status: 502, message: 'the upstream version failed' },
+  SLUICE_UNAUTHORIZED: { status: 401, message: 'a valid bearer token is required' },
+  SLUICE_BAD_REQUEST: { status: 400, message: 'the request is invalid' },
+  SLUICE_NOT_FOUND: { status: 404, message: 'not found' },
+  SLUICE_SHUTTING_DOWN: { status: 503, message: 'sluice is shutting down' },
+  SLUICE_INTERNAL: { status: 500, message: 'internal error' },
+  SLUICE_ADMIN_INSECURE: { status: 500, message: 'an admin listener beyond loopback needs a token' },
+} as const satisfies Record<string, ErrorDef>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** One field-level problem, named by its path in the document (`routes[0].weights.v9`). */
+export interface ErrorDetail {
+  readonly path: string;
+  readonly message: string;
+}
+
+export class SluiceError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  readonly details: readonly ErrorDetail[];
+
+  constructor(code: ErrorCode, message?: string, details: readonly ErrorDetail[] = []) {
+    super(message ?? ERRORS[code].message);
+    this.name = 'SluiceError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.details = details;
+  }
+
+  toJSON(): { error: { code: ErrorCode; message: string; details: readonly ErrorDetail[] } } {
+    return { error: { code: this.code, message: this.message, details: this.details } };
+  }
+}
+
+/** `path: message` lines, the form a CLI prints a list of problems in. */
+export function formatDetails(details: readonly ErrorDetail[]): string {
+  return details.map((d) => (d.path ? `${d.path}: ${d.message}` : d.message)).join('\n');
+}

@@ -1,0 +1,111 @@
+/**
+ * The validated, frozen shape of `sluice.yaml`. Everything downstream of
+ * `loadConfig` trusts these types: validation happens once, at load.
+ * Durations are milliseconds; weights are integer percents summing to 100.
+ */
+
+/** How a rule compares one request attribute. */
+export type ValueMatch =
+  | { readonly kind: 'exact'; readonly value: string }
+  | { readonly kind: 'regex'; readonly regex: RegExp; readonly source: string }
+  | { readonly kind: 'present'; readonly present: boolean };
+
+export interface RuleMatch {
+  /** Header names are lower-case. */
+  readonly headers: ReadonlyArray<readonly [name: string, match: ValueMatch]>;
+  readonly cookies: ReadonlyArray<readonly [name: string, match: ValueMatch]>;
+  readonly query: ReadonlyArray<readonly [name: string, match: ValueMatch]>;
+}
+
+export interface RuleConfig {
+  readonly match: RuleMatch;
+  readonly version: string;
+}
+
+export interface VersionConfig {
+  readonly name: string;
+  /** Origin only (`http://host:port`), normalised by the URL parser. */
+  readonly url: string;
+  /** Optional path prefix of the upstream URL (`http://h/api` → `/api`), '' when none. */
+  readonly basePath: string;
+}
+
+export interface MirrorConfig {
+  readonly version: string;
+  /** 0–100, may be fractional. */
+  readonly percent: number;
+  readonly compare: boolean;
+  /** Upper-case HTTP methods that are mirrored. */
+  readonly methods: ReadonlySet<string>;
+  /** Request bodies larger than this are not mirrored (counted as `dropped`). */
+  readonly maxBodyBytes: number;
+  readonly timeoutMs: number;
+  /** Shadow requests in flight at once for this mirror; above it: `dropped`. */
+  readonly maxConcurrent: number;
+}
+
+export type StickyConfig =
+  | { readonly kind: 'header'; readonly name: string }
+  | { readonly kind: 'cookie'; readonly name: string };
+
+export interface TimeoutsConfig {
+  readonly connectMs: number;
+  /** Time allowed for the upstream's response headers, and between body chunks. */
+  readonly requestMs: number;
+}
+
+export interface RouteConfig {
+  readonly name: string;
+  /** Lower-case host without port, or null for any host. A leading `*.` matches any subdomain. */
+  readonly host: string | null;
+  readonly pathPrefix: string;
+  readonly versions: readonly VersionConfig[];
+  /** Integer percent per version name, every version present, summing to 100. */
+  readonly weights: Readonly<Record<string, number>>;
+  readonly rules: readonly RuleConfig[];
+  readonly sticky: StickyConfig | null;
+  readonly mirror: readonly MirrorConfig[];
+  readonly timeouts: TimeoutsConfig;
+}
+
+export interface AdminConfig {
+  readonly listen: ListenAddress;
+  readonly token: string | null;
+}
+
+export interface ListenAddress {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ProxyOptions {
+  /** Response header naming the version that served; null turns it off. */
+  readonly versionHeader: string | null;
+  /** Upstream connections per version. */
+  readonly connectionsPerVersion: number;
+  /** Idle upstream keep-alive, kept below common upstream defaults (Node: 5 s). */
+  readonly upstreamKeepAliveMs: number;
+  /** Client side: time allowed to receive the request headers. */
+  readonly headersTimeoutMs: number;
+  /** Client side: time allowed to receive the whole request. */
+  readonly requestTimeoutMs: number;
+  /** Client side idle keep-alive. */
+  readonly keepAliveTimeoutMs: number;
+  /** How long SIGTERM waits for in-flight requests before exiting anyway. */
+  readonly drainTimeoutMs: number;
+  /** One pino line per request (off by default: it costs on the hot path). */
+  readonly accessLog: boolean;
+}
+
+export interface StoreConfig {
+  readonly redis: string | null;
+}
+
+export interface SluiceConfig {
+  readonly listen: ListenAddress;
+  readonly admin: AdminConfig;
+  readonly store: StoreConfig;
+  readonly proxy: ProxyOptions;
+  readonly routes: readonly RouteConfig[];
+  readonly logLevel: string;
+}

@@ -1,0 +1,782 @@
+/**
+ * Loads `sluice.yaml` into the frozen `SluiceConfig`. Validation happens once,
+ * here, and reports every problem at once: a user fixing a config should not
+ * have to run Sluice ten times to find ten mistakes.
+ */
+import { readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
+import { parseDocument } from 'yaml';
+import type { YAMLError } from 'yaml';
+import { SluiceError } from '../common/errors.js';
+import type { ErrorDetail } from '../common/errors.js';
+import type {
+  AdminConfig,
+  ListenAddress,
+  MirrorConfig,
+  ProxyOptions,
+  RouteConfig,
+  RuleConfig,
+  RuleMatch,
+  SluiceConfig,
+  StickyConfig,
+  StoreConfig,
+  TimeoutsConfig,
+  ValueMatch,
+  VersionConfig,
+} from './config-types.js';
+import { parseDuration, parseSize } from './duration.js';
+
+export type LoadOptions = {
+  env?: NodeJS.ProcessEnv;
+  overrides?: { listen?: string; adminListen?: string; token?: string; redis?: string; logLevel?: string };
+};
+
+type Obj = Record<string, unknown>;
+type Overrides = NonNullable<LoadOptions['overrides']>;
+
+const DEFAULT_NAME = 'sluice.yaml';
+const DEFAULT_LISTEN = '0.0.0.0:8080';
+const DEFAULT_ADMIN_LISTEN = '127.0.0.1:9901';
+const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
+const NAME_RE = /^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$/i;
+const NAME_RULE = 'letters, digits, "-", "_" and "." starting and ending with a letter or digit';
+const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i; // RFC 9110 token: header, cookie and method names
+const HOST_RE = /^(\*\.)?[a-z0-9_]([-a-z0-9_]*[a-z0-9])?(\.[a-z0-9_]([-a-z0-9_]*[a-z0-9])?)*$/;
+const REDIS_RE = /^(redis|rediss|sentinel):\/\//;
+const MIB = 1_048_576;
+
+/** The settings that CLI flags and `SLUICE_*` variables may override, in one place. */
+const OVERRIDABLE = [
+  { key: 'listen', section: null, field: 'listen', env: 'SLUICE_LISTEN', flag: '--listen' },
+  { key: 'adminListen', section: 'admin', field: 'listen', env: 'SLUICE_ADMIN_LISTEN', flag: '--admin-listen' },
+  { key: 'token', section: 'admin', field: 'token', env: 'SLUICE_TOKEN', flag: '--token' },
+  { key: 'redis', section: 'store', field: 'redis', env: 'SLUICE_REDIS_URL', flag: '--redis' },
+  { key: 'logLevel', section: null, field: 'logLevel', env: 'SLUICE_LOG_LEVEL', flag: '--log-level' },
+] as const;
+
+// ---------------------------------------------------------------- entry points
+
+/** Reads, parses and validates a config file. */
+export function loadConfig(file: string, opts: LoadOptions = {}): SluiceConfig {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new SluiceError('SLUICE_CONFIG_READ', `cannot read ${file}: ${osReason(err)}`);
+  }
+  return parseNamed(text, opts, file);
+}
+
+/** Parses YAML (or JSON) text and validates it. */
+export function parseConfig(text: string, opts: LoadOptions = {}): SluiceConfig {
+  return parseNamed(text, opts, DEFAULT_NAME);
+}
+
+/**
+ * Validates an already-parsed document: `${VAR}` substitution, overrides,
+ * defaults, every check. Throws one SLUICE_CONFIG_INVALID listing all problems.
+ */
+export function validateConfig(raw: unknown, opts: LoadOptions = {}): SluiceConfig {
+  return validateNamed(raw, opts, DEFAULT_NAME);
+}
+
+/**
+ * Checks a weight table against a route's versions. Shared with the admin API
+ * (`PUT /routes/NAME/weights`) so both accept exactly the same input.
+ * Only `versions` is read, which lets the config validator call it mid-build.
+ */
+export function validateWeights(
+  route: Pick<RouteConfig, 'versions'>,
+  weights: unknown,
+  path = 'weights',
+): { weights: Record<string, number> } | { errors: ErrorDetail[] } {
+  if (!isObj(weights)) {
+    return { errors: [{ path, message: `expected a mapping of version name to percent, got ${describe(weights)}` }] };
+  }
+  const names = [...new Set(route.versions.map((v) => v.name))];
+  const out: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
+  const errors: ErrorDetail[] = [];
+  for (const [name, w] of Object.entries(weights)) {
+    const at = join(path, name);
+    if (!names.includes(name)) errors.push({ path: at, message: `unknown version (known: ${names.join(', ')})` });
+    else if (typeof w !== 'number' || !Number.isInteger(w) || w < 0 || w > 100)
+      errors.push({ path: at, message: `expected an integer 0..100, got ${describe(w)}` });
+    else out[name] = w;
+  }
+  // A sum over a table that already has bad entries would only add noise.
+  if (errors.length > 0) return { errors };
+  const sum = Object.values(out).reduce((a, b) => a + b, 0);
+  if (sum !== 100) return { errors: [{ path, message: `must sum to 100, got ${sum}` }] };
+  return { weights: out };
+}
+
+function parseNamed(text: string, opts: LoadOptions, name: string): SluiceConfig {
+  const refs = protectRefs(text);
+  const doc = parseDocument(refs.text);
+  if (doc.errors.length > 0) {
+    const n = doc.errors.length;
+    throw new SluiceError('SLUICE_CONFIG_INVALID', `${name} is not valid YAML (${plural(n, 'problem')})`, doc.errors.map(yamlDetail));
+  }
+  return validateNamed(refs.restore(doc.toJS()), opts, name);
+}
+
+// ---------------------------------------------------------------- ${VAR} protection while parsing
+
+const REF_TEXT_RE = /\$\{[^}\n"']*\}/g;
+const PRIVATE_USE_RE = /[\uE000-\uF8FF]/;
+const PLACEHOLDER_RE = /([\uE000-\uF8FE])\uF8FF*/g;
+const MAX_REFS = 0xf8fe - 0xe000 + 1;
+
+/**
+ * `{ token: ${T} }` is not valid YAML: inside a flow collection "{" and "}" are
+ * indicators. PRODUCT.md writes references that way, so each `${...}` is swapped
+ * for a same-length run of private-use characters (plain text to YAML, and error
+ * columns stay true), then swapped back in the parsed strings.
+ */
+function protectRefs(text: string): { text: string; restore: (v: unknown) => unknown } {
+  const refs = text.match(REF_TEXT_RE) ?? [];
+  // Text that already uses private-use characters is left alone rather than risk a mix-up.
+  if (refs.length === 0 || refs.length > MAX_REFS || PRIVATE_USE_RE.test(text)) return { text, restore: (v) => v };
+  let i = 0;
+  const protectedText = text.replace(REF_TEXT_RE, (ref) => String.fromCharCode(0xe000 + i++) + '\uF8FF'.repeat(ref.length - 1));
+  const unswap = (s: string): string => s.replace(PLACEHOLDER_RE, (_, c: string) => refs[c.charCodeAt(0) - 0xe000] ?? c);
+  const restore = (v: unknown): unknown => {
+    if (typeof v === 'string') return unswap(v);
+    if (Array.isArray(v)) return v.map(restore);
+    if (isObj(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [unswap(k), restore(x)]));
+    return v;
+  };
+  return { text: protectedText, restore };
+}
+
+function validateNamed(raw: unknown, opts: LoadOptions, name: string): SluiceConfig {
+  const env = opts.env ?? process.env;
+  const p = new Problems();
+  const doc = applyOverrides(p, substituteAll(p, raw, env, ''), opts.overrides ?? {}, env);
+  const config = readConfig(p, doc);
+  if (p.list.length > 0) {
+    throw new SluiceError('SLUICE_CONFIG_INVALID', `${name} has ${plural(p.list.length, 'problem')}`, p.list);
+  }
+  return deepFreeze(config);
+}
+
+// ---------------------------------------------------------------- problem collection
+
+class Problems {
+  list: ErrorDetail[] = [];
+  /** Paths whose value came from a `${VAR}`: numbers and booleans may arrive there as strings. */
+  readonly substituted = new Set<string>();
+  /** Where an overridden value came from, appended to its errors so users look in the right place. */
+  readonly sources = new Map<string, string>();
+  /** A failed substitution already explains the field; follow-on type errors would only mislead. */
+  private readonly envFailed = new Set<string>();
+
+  add(path: string, message: string): void {
+    if (this.envFailed.has(path)) return;
+    const source = this.sources.get(path);
+    this.list.push({ path, message: source ? `${message} (from ${source})` : message });
+  }
+
+  /** Records a problem and yields a stand-in value so validation can go on. */
+  reject<T>(path: string, message: string, standIn: T): T {
+    this.add(path, message);
+    return standIn;
+  }
+
+  addEnv(path: string, message: string): void {
+    this.list.push({ path, message });
+    this.envFailed.add(path);
+  }
+
+  /** An overridden field never uses the file's value, so its substitution errors are moot. */
+  forgetEnv(path: string): void {
+    if (!this.envFailed.delete(path)) return;
+    this.list = this.list.filter((d) => d.path !== path);
+  }
+
+  /** Coerces `"42"`/`"true"` from a substitution; elsewhere the type the user wrote stands. */
+  scalar(v: unknown, path: string): unknown {
+    if (typeof v !== 'string' || !this.substituted.has(path)) return v;
+    if (/^-?\d+(\.\d+)?$/.test(v)) return Number(v);
+    if (v === 'true' || v === 'false') return v === 'true';
+    return v;
+  }
+}
+
+// ---------------------------------------------------------------- ${VAR} substitution
+
+const REF_RE = /\$\$\{|\$\{([^}]*)\}|\$\{/g;
+const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+
+// Substitution runs on parsed scalars, never on raw text, so a variable's value
+// cannot inject YAML structure.
+function substituteAll(p: Problems, v: unknown, env: NodeJS.ProcessEnv, path: string): unknown {
+  if (typeof v === 'string') return v.includes('${') ? substitute(p, v, env, path) : v;
+  if (Array.isArray(v)) return v.map((x, i) => substituteAll(p, x, env, index(path, i)));
+  if (isObj(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, substituteAll(p, x, env, join(path, k))]));
+  return v;
+}
+
+function substitute(p: Problems, text: string, env: NodeJS.ProcessEnv, path: string): string {
+  p.substituted.add(path);
+  return text.replace(REF_RE, (whole: string, body: string | undefined) => {
+    if (whole === '$${') return '${';
+    if (body === undefined) {
+      p.addEnv(path, 'unterminated ${ (write $${ for a literal ${)');
+      return whole;
+    }
+    const sep = body.indexOf(':-');
+    const name = sep < 0 ? body : body.slice(0, sep);
+    if (!ENV_NAME_RE.test(name)) {
+      p.addEnv(path, `invalid reference \${${body}} (expected \${NAME} or \${NAME:-default})`);
+      return whole;
+    }
+    const value = env[name];
+    if (sep >= 0) return value ? value : body.slice(sep + 2);
+    if (value !== undefined) return value;
+    p.addEnv(path, `environment variable ${name} is not set (write \${${name}:-} to make it optional)`);
+    return '';
+  });
+}
+
+// ---------------------------------------------------------------- overrides
+
+function applyOverrides(p: Problems, doc: unknown, overrides: Overrides, env: NodeJS.ProcessEnv): unknown {
+  if (!isObj(doc) && doc != null) return doc; // reported as a type error later
+  const out: Obj = { ...(doc ?? {}) };
+  for (const o of OVERRIDABLE) {
+    const flagValue = overrides[o.key];
+    // An empty variable counts as unset: `SLUICE_TOKEN=` in a compose file should not wipe the file's value.
+    const envValue = env[o.env] === '' ? undefined : env[o.env];
+    const value = flagValue ?? envValue;
+    if (value === undefined) continue;
+    const path = o.section ? `${o.section}.${o.field}` : o.field;
+    if (!setField(out, o.section, o.field, value)) continue;
+    p.forgetEnv(path);
+    p.sources.set(path, flagValue !== undefined ? o.flag : o.env);
+  }
+  return out;
+}
+
+function setField(doc: Obj, section: string | null, field: string, value: string): boolean {
+  if (section === null) {
+    doc[field] = value;
+    return true;
+  }
+  const current = doc[section];
+  if (current != null && !isObj(current)) return false;
+  doc[section] = { ...(current ?? {}), [field]: value };
+  return true;
+}
+
+// ---------------------------------------------------------------- top level
+
+function readConfig(p: Problems, doc: unknown): SluiceConfig {
+  // An empty file parses to null; treating it as {} yields the useful "routes: required".
+  const top = doc == null ? {} : (mapping(p, doc, '', ['listen', 'admin', 'store', 'logLevel', 'proxy', 'routes']) ?? {});
+  const listen = readListen(p, top.listen, 'listen', DEFAULT_LISTEN);
+  const admin = readAdmin(p, top.admin);
+  checkPortClash(p, listen, admin.listen);
+  return {
+    listen,
+    admin,
+    store: readStore(p, top.store),
+    proxy: readProxy(p, top.proxy),
+    routes: readRoutes(p, top.routes),
+    logLevel: readLogLevel(p, top.logLevel),
+  };
+}
+
+function readAdmin(p: Problems, v: unknown): AdminConfig {
+  const o = optMapping(p, v, 'admin', ['listen', 'token']);
+  const listen = readListen(p, o.listen, 'admin.listen', DEFAULT_ADMIN_LISTEN);
+  const token = readToken(p, o.token, 'admin.token');
+  if (token === null && !isLoopback(listen.host)) {
+    p.add('admin.token', `an admin listener on ${listen.host} needs a token`);
+  }
+  return { listen, token };
+}
+
+function readToken(p: Problems, v: unknown, path: string): string | null {
+  if (v == null || v === '') return null;
+  // Never echo the value: it is a secret and errors end up in logs.
+  if (typeof v !== 'string') return p.reject(path, `expected a string, got ${typeOf(v)}`, null);
+  if (/\s/.test(v)) return p.reject(path, 'must not contain whitespace (it is sent as a Bearer token)', null);
+  return v;
+}
+
+function readStore(p: Problems, v: unknown): StoreConfig {
+  const o = optMapping(p, v, 'store', ['redis']);
+  const redis = o.redis;
+  if (redis == null || redis === '') return { redis: null };
+  if (typeof redis === 'string' && REDIS_RE.test(redis)) return { redis };
+  // The URL may hold a password, so the message names only its scheme.
+  const scheme = typeof redis === 'string' ? /^[a-z][a-z0-9+.-]*:/i.exec(redis)?.[0] : undefined;
+  const got = scheme ? `scheme ${scheme}` : typeOf(redis);
+  return p.reject('store.redis', `expected a URL starting with redis://, rediss:// or sentinel://, got ${got}`, { redis: null });
+}
+
+function readLogLevel(p: Problems, v: unknown): string {
+  if (v == null) return 'info';
+  if (typeof v === 'string' && LOG_LEVELS.includes(v)) return v;
+  return expected(p, 'logLevel', `one of ${LOG_LEVELS.join(', ')}`, v, 'info');
+}
+
+function readProxy(p: Problems, v: unknown): ProxyOptions {
+  const o = optMapping(p, v, 'proxy', [
+    'versionHeader', 'connectionsPerVersion', 'upstreamKeepAlive', 'headersTimeout',
+    'requestTimeout', 'keepAliveTimeout', 'drainTimeout', 'accessLog',
+  ]);
+  const at = (k: string): string => `proxy.${k}`;
+  const options: ProxyOptions = {
+    versionHeader: readVersionHeader(p, o.versionHeader, at('versionHeader')),
+    connectionsPerVersion: readInt(p, o.connectionsPerVersion, at('connectionsPerVersion'), 128, 1),
+    upstreamKeepAliveMs: readDuration(p, o.upstreamKeepAlive, at('upstreamKeepAlive'), 4_000),
+    // 0 is allowed on the client-side timeouts: Node reads it as "disabled".
+    headersTimeoutMs: readDuration(p, o.headersTimeout, at('headersTimeout'), 10_000, true),
+    requestTimeoutMs: readDuration(p, o.requestTimeout, at('requestTimeout'), 60_000, true),
+    keepAliveTimeoutMs: readDuration(p, o.keepAliveTimeout, at('keepAliveTimeout'), 65_000, true),
+    drainTimeoutMs: readDuration(p, o.drainTimeout, at('drainTimeout'), 30_000, true),
+    accessLog: readBool(p, o.accessLog, at('accessLog'), false),
+  };
+  const { headersTimeoutMs: h, requestTimeoutMs: r } = options;
+  // Node's http.createServer throws on this combination; better to say so at load.
+  if (h > 0 && r > 0 && h > r) p.add(at('headersTimeout'), `must not exceed proxy.requestTimeout (${r}ms), got ${h}ms`);
+  return options;
+}
+
+function readVersionHeader(p: Problems, v: unknown, path: string): string | null {
+  if (v === undefined) return 'x-sluice-version';
+  if (v === false || v === null) return null;
+  if (typeof v === 'string' && TOKEN_RE.test(v)) return v.toLowerCase();
+  return expected(p, path, 'a header name or false', v, 'x-sluice-version');
+}
+
+// ---------------------------------------------------------------- listen addresses
+
+function readListen(p: Problems, v: unknown, path: string, fallback: string): ListenAddress {
+  const defaults = parseListenOk(fallback);
+  if (v == null) return defaults;
+  if (typeof v !== 'string') return expected(p, path, '"host:port", "[ipv6]:port" or ":port"', v, defaults);
+  const parsed = parseListen(v);
+  return typeof parsed === 'string' ? p.reject(path, parsed, defaults) : parsed;
+}
+
+/** The address, or why it is not one. */
+function parseListen(s: string): ListenAddress | string {
+  const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/.exec(s);
+  if (!m) return `expected "host:port", "[ipv6]:port" or ":port", got ${JSON.stringify(s)}`;
+  const port = Number(m[3]);
+  if (port > 65535) return `port must be 0..65535, got ${port}`;
+  if (m[1] !== undefined) return isIP(m[1]) === 6 ? { host: m[1], port } : `${JSON.stringify(m[1])} is not an IPv6 address`;
+  const host = m[2] ?? '';
+  if (host === '') return { host: '0.0.0.0', port };
+  return isIP(host) === 4 || HOST_RE.test(host.toLowerCase()) ? { host, port } : `invalid host ${JSON.stringify(host)}`;
+}
+
+function parseListenOk(s: string): ListenAddress {
+  const parsed = parseListen(s);
+  if (typeof parsed === 'string') throw new Error(`bad built-in default: ${parsed}`);
+  return parsed;
+}
+
+function isLoopback(host: string): boolean {
+  const h = host.toLowerCase();
+  if (h === 'localhost' || h === '::1') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  return /^::ffff:127\./.test(h);
+}
+
+function checkPortClash(p: Problems, a: ListenAddress, b: ListenAddress): void {
+  const wildcard = (h: string): boolean => h === '0.0.0.0' || h === '::';
+  if (a.port === 0 || a.port !== b.port) return;
+  if (a.host === b.host || wildcard(a.host) || wildcard(b.host)) {
+    p.add('admin.listen', `port ${b.port} is already used by listen`);
+  }
+}
+
+// ---------------------------------------------------------------- routes
+
+const EMPTY_MATCH: RuleMatch = { headers: [], cookies: [], query: [] };
+
+/**
+ * Stand-ins for list items that are not mappings: the item is reported once
+ * rather than once more per missing field. They never escape (validation throws).
+ */
+const PLACEHOLDER = {
+  route: {
+    name: '', host: null, pathPrefix: '/', versions: [], weights: {}, rules: [], sticky: null, mirror: [],
+    timeouts: { connectMs: 0, requestMs: 0 },
+  } satisfies RouteConfig,
+  version: { name: '', url: '', basePath: '' } satisfies VersionConfig,
+  rule: { match: EMPTY_MATCH, version: '' } satisfies RuleConfig,
+  mirror: {
+    version: '', percent: 0, compare: false, methods: new Set<string>(), maxBodyBytes: 0, timeoutMs: 0, maxConcurrent: 1,
+  } satisfies MirrorConfig,
+};
+
+const ROUTE_KEYS = ['name', 'match', 'versions', 'weights', 'rules', 'sticky', 'mirror', 'timeouts'];
+
+function readRoutes(p: Problems, v: unknown): RouteConfig[] {
+  if (v == null || (Array.isArray(v) && v.length === 0)) return p.reject('routes', 'at least one route is required', []);
+  if (!Array.isArray(v)) return expected(p, 'routes', 'a list of routes', v, []);
+  const routes = v.map((r, i) => readRoute(p, r, index('routes', i)));
+  reportDuplicates(p, routes.map((r) => r.name), (i) => `${index('routes', i)}.name`, 'route name');
+  return routes;
+}
+
+function readRoute(p: Problems, v: unknown, path: string): RouteConfig {
+  const o = mapping(p, v, path, ROUTE_KEYS);
+  if (!o) return PLACEHOLDER.route;
+  const name = readName(p, o.name, join(path, 'name'));
+  const match = readRouteMatch(p, o.match, join(path, 'match'));
+  const versions = readVersions(p, o.versions, join(path, 'versions'));
+  const known = [...new Set(versions.map((x) => x.name).filter((n) => n !== ''))];
+  return {
+    name,
+    ...match,
+    versions,
+    weights: readRouteWeights(p, versions, o.weights, join(path, 'weights')),
+    rules: optList(p, o.rules, join(path, 'rules'), 'a list of rules').map(([r, at]) => readRule(p, r, at, known)),
+    sticky: readSticky(p, o.sticky, join(path, 'sticky')),
+    mirror: optList(p, o.mirror, join(path, 'mirror'), 'a list of mirrors').map(([m, at]) => readMirror(p, m, at, known)),
+    timeouts: readTimeouts(p, o.timeouts, join(path, 'timeouts')),
+  };
+}
+
+function readName(p: Problems, v: unknown, path: string): string {
+  if (v == null) return p.reject(path, 'required', '');
+  if (typeof v === 'string' && NAME_RE.test(v)) return v;
+  return expectedText(p, path, `a name of ${NAME_RULE}`, v, '');
+}
+
+function readRouteMatch(p: Problems, v: unknown, path: string): { host: string | null; pathPrefix: string } {
+  const o = optMapping(p, v, path, ['host', 'pathPrefix']);
+  return {
+    host: o.host == null ? null : readHost(p, o.host, join(path, 'host')),
+    pathPrefix: o.pathPrefix == null ? '/' : readPathPrefix(p, o.pathPrefix, join(path, 'pathPrefix')),
+  };
+}
+
+function readHost(p: Problems, v: unknown, path: string): string | null {
+  if (typeof v !== 'string') return expected(p, path, 'a host name', v, null);
+  const host = v.toLowerCase();
+  if (/:\d*$/.test(host)) return p.reject(path, `must not include a port, got ${JSON.stringify(v)}`, null);
+  if (!HOST_RE.test(host)) return expected(p, path, 'a host name, optionally starting with "*."', v, null);
+  return host;
+}
+
+function readPathPrefix(p: Problems, v: unknown, path: string): string {
+  if (typeof v !== 'string') return expected(p, path, 'a path starting with "/"', v, '/');
+  if (!v.startsWith('/')) return p.reject(path, `must start with "/", got ${JSON.stringify(v)}`, '/');
+  if (/[?#\s]/.test(v)) return p.reject(path, `must not contain "?", "#" or whitespace, got ${JSON.stringify(v)}`, '/');
+  return v;
+}
+
+function readVersions(p: Problems, v: unknown, path: string): VersionConfig[] {
+  if (v == null || (Array.isArray(v) && v.length === 0)) return p.reject(path, 'at least one version is required', []);
+  if (!Array.isArray(v)) return expected(p, path, 'a list of versions', v, []);
+  const versions = v.map((x, i) => readVersion(p, x, index(path, i)));
+  reportDuplicates(p, versions.map((x) => x.name), (i) => `${index(path, i)}.name`, 'version name');
+  return versions;
+}
+
+function readVersion(p: Problems, v: unknown, path: string): VersionConfig {
+  const o = mapping(p, v, path, ['name', 'url']);
+  if (!o) return PLACEHOLDER.version;
+  const name = readName(p, o.name, join(path, 'name'));
+  return { name, ...readUpstreamUrl(p, o.url, join(path, 'url')) };
+}
+
+function readUpstreamUrl(p: Problems, v: unknown, path: string): { url: string; basePath: string } {
+  const bad = { url: '', basePath: '' };
+  if (v == null) return p.reject(path, 'required', bad);
+  if (typeof v !== 'string') return expected(p, path, 'an absolute http: or https: URL', v, bad);
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    return expected(p, path, 'an absolute http: or https: URL', v, bad);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return p.reject(path, `expected an http: or https: URL, got ${u.protocol}`, bad);
+  if (u.username || u.password) return p.reject(path, 'must not contain credentials', bad);
+  // Checked on the text too: `http://h/?` parses with an empty search.
+  if (u.search || u.hash || /[?#]/.test(v)) return p.reject(path, 'must not have a query or fragment', bad);
+  return { url: u.origin, basePath: u.pathname.replace(/\/+$/, '') };
+}
+
+function readRouteWeights(p: Problems, versions: VersionConfig[], v: unknown, path: string): Record<string, number> {
+  const fallback = Object.fromEntries(versions.map((x, i) => [x.name, i === 0 ? 100 : 0]));
+  if (v == null) return fallback;
+  const weights = isObj(v) ? Object.fromEntries(Object.entries(v).map(([k, w]) => [k, p.scalar(w, join(path, k))])) : v;
+  // Versions whose name was invalid were already reported; listing them as "known" would confuse.
+  const result = validateWeights({ versions: versions.filter((x) => x.name !== '') }, weights, path);
+  if ('weights' in result) return result.weights;
+  for (const e of result.errors) p.add(e.path, e.message);
+  return fallback;
+}
+
+function readVersionRef(p: Problems, v: unknown, path: string, known: readonly string[]): string {
+  if (v == null) return p.reject(path, 'required', '');
+  if (typeof v !== 'string') return expectedText(p, path, 'a version name', v, '');
+  if (!known.includes(v)) return p.reject(path, `unknown version ${JSON.stringify(v)} (known: ${known.join(', ')})`, v);
+  return v;
+}
+
+function readTimeouts(p: Problems, v: unknown, path: string): TimeoutsConfig {
+  const o = optMapping(p, v, path, ['connect', 'request']);
+  return {
+    connectMs: readDuration(p, o.connect, join(path, 'connect'), 2_000),
+    requestMs: readDuration(p, o.request, join(path, 'request'), 30_000),
+  };
+}
+
+// ---------------------------------------------------------------- rules
+
+const CONDITION_KINDS = ['exact', 'regex', 'present'];
+
+type Conditions = Array<readonly [string, ValueMatch]>;
+
+function readRule(p: Problems, v: unknown, path: string, known: readonly string[]): RuleConfig {
+  const o = mapping(p, v, path, ['match', 'version']);
+  if (!o) return PLACEHOLDER.rule;
+  return {
+    match: readRuleMatch(p, o.match, join(path, 'match')),
+    version: readVersionRef(p, o.version, join(path, 'version'), known),
+  };
+}
+
+function readRuleMatch(p: Problems, v: unknown, path: string): RuleMatch {
+  const needs = 'needs at least one condition under headers, cookies or query';
+  if (v == null) return p.reject(path, needs, EMPTY_MATCH);
+  const o = mapping(p, v, path, ['headers', 'cookies', 'query']);
+  if (!o) return EMPTY_MATCH;
+  const sections = [o.headers, o.cookies, o.query];
+  // Only when every section is well-formed, so a type error is not doubled by "needs a condition".
+  if (sections.every((s) => s == null || (isObj(s) && Object.keys(s).length === 0))) p.add(path, needs);
+  return {
+    headers: readConditions(p, o.headers, join(path, 'headers'), 'header'),
+    cookies: readConditions(p, o.cookies, join(path, 'cookies'), 'cookie'),
+    query: readConditions(p, o.query, join(path, 'query'), 'query'),
+  };
+}
+
+function readConditions(p: Problems, v: unknown, path: string, kind: 'header' | 'cookie' | 'query'): Conditions {
+  if (v == null) return [];
+  if (!isObj(v)) return expected(p, path, `a mapping of ${kind} name to condition`, v, []);
+  const out: Conditions = [];
+  for (const [raw, cond] of Object.entries(v)) {
+    const at = join(path, raw);
+    const name = kind === 'header' ? raw.toLowerCase() : raw;
+    if (kind !== 'query' && !TOKEN_RE.test(name)) p.add(at, `invalid ${kind} name`);
+    else if (out.some(([n]) => n === name)) p.add(at, `duplicate ${kind} ${JSON.stringify(name)}${kind === 'header' ? ' (header names are case-insensitive)' : ''}`);
+    const match = readValueMatch(p, cond, at);
+    if (match) out.push([name, match]);
+  }
+  return out;
+}
+
+function readValueMatch(p: Problems, v: unknown, path: string): ValueMatch | null {
+  if (typeof v === 'string') return { kind: 'exact', value: v };
+  if (!isObj(v)) return expectedText(p, path, 'a string, { exact }, { regex } or { present }', v, null);
+  const o = mapping(p, v, path, CONDITION_KINDS) ?? {};
+  const given = CONDITION_KINDS.filter((k) => o[k] !== undefined);
+  if (given.length !== 1) {
+    return p.reject(path, `expected exactly one of exact, regex or present, got ${given.join(' and ') || 'none'}`, null);
+  }
+  if (o.regex !== undefined) return readRegex(p, o.regex, join(path, 'regex'));
+  if (o.present !== undefined) {
+    if (typeof o.present === 'boolean') return { kind: 'present', present: o.present };
+    return expected(p, join(path, 'present'), 'true or false', o.present, null);
+  }
+  if (typeof o.exact === 'string') return { kind: 'exact', value: o.exact };
+  return expectedText(p, join(path, 'exact'), 'a string', o.exact, null);
+}
+
+function readRegex(p: Problems, v: unknown, path: string): ValueMatch | null {
+  if (typeof v !== 'string') return expected(p, path, 'a regular expression string', v, null);
+  try {
+    return { kind: 'regex', regex: new RegExp(v), source: v };
+  } catch (err) {
+    return p.reject(path, (err as Error).message, null);
+  }
+}
+
+// ---------------------------------------------------------------- sticky and mirror
+
+function readSticky(p: Problems, v: unknown, path: string): StickyConfig | null {
+  if (v == null) return null;
+  const o = mapping(p, v, path, ['header', 'cookie']);
+  if (!o) return null;
+  const given = (['header', 'cookie'] as const).filter((k) => o[k] !== undefined);
+  const kind = given[0];
+  if (given.length !== 1 || kind === undefined) return p.reject(path, 'expected exactly one of header or cookie', null);
+  const name = o[kind];
+  if (typeof name !== 'string' || !TOKEN_RE.test(name)) return expectedText(p, join(path, kind), `a ${kind} name`, name, null);
+  return { kind, name: kind === 'header' ? name.toLowerCase() : name };
+}
+
+const MIRROR_KEYS = ['version', 'percent', 'compare', 'methods', 'maxBodyBytes', 'timeout', 'maxConcurrent'];
+const DEFAULT_MIRROR_METHODS = ['GET', 'HEAD', 'OPTIONS'];
+
+function readMirror(p: Problems, v: unknown, path: string, known: readonly string[]): MirrorConfig {
+  const o = mapping(p, v, path, MIRROR_KEYS);
+  if (!o) return PLACEHOLDER.mirror;
+  const at = (k: string): string => join(path, k);
+  return {
+    version: readVersionRef(p, o.version, at('version'), known),
+    percent: readPercent(p, o.percent, at('percent')),
+    compare: readBool(p, o.compare, at('compare'), false),
+    methods: readMethods(p, o.methods, at('methods')),
+    maxBodyBytes: readSize(p, o.maxBodyBytes, at('maxBodyBytes'), MIB),
+    timeoutMs: readDuration(p, o.timeout, at('timeout'), 5_000),
+    maxConcurrent: readInt(p, o.maxConcurrent, at('maxConcurrent'), 100, 1),
+  };
+}
+
+function readPercent(p: Problems, raw: unknown, path: string): number {
+  const v = p.scalar(raw, path);
+  if (v == null) return p.reject(path, 'required', 0);
+  if (typeof v === 'number' && Number.isFinite(v) && v >= 0 && v <= 100) return v;
+  return expected(p, path, 'a number 0..100', v, 0);
+}
+
+function readMethods(p: Problems, v: unknown, path: string): Set<string> {
+  if (v == null) return new Set(DEFAULT_MIRROR_METHODS);
+  if (!Array.isArray(v) || v.length === 0) return expected(p, path, 'a non-empty list of HTTP methods', v, new Set());
+  const methods = new Set<string>();
+  v.forEach((m, i) => {
+    if (typeof m === 'string' && TOKEN_RE.test(m)) methods.add(m.toUpperCase());
+    else expected(p, index(path, i), 'an HTTP method', m, undefined);
+  });
+  return methods;
+}
+
+// ---------------------------------------------------------------- scalar readers
+
+function readBool(p: Problems, raw: unknown, path: string, fallback: boolean): boolean {
+  const v = p.scalar(raw, path);
+  if (v == null) return fallback;
+  if (typeof v === 'boolean') return v;
+  return expected(p, path, 'true or false', v, fallback);
+}
+
+function readInt(p: Problems, raw: unknown, path: string, fallback: number, min: number): number {
+  const v = p.scalar(raw, path);
+  if (v == null) return fallback;
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= min) return v;
+  return expected(p, path, `an integer >= ${min}`, v, fallback);
+}
+
+function readDuration(p: Problems, raw: unknown, path: string, fallback: number, allowZero = false): number {
+  const v = p.scalar(raw, path);
+  if (v == null) return fallback;
+  const ms = parseDuration(v);
+  if (ms !== null && (allowZero || ms > 0)) return ms;
+  const what = allowZero ? 'a duration' : 'a duration > 0';
+  return expected(p, path, `${what} such as 250ms, 2s, 1.5s, 1m or 1h (a bare number is milliseconds)`, v, fallback);
+}
+
+function readSize(p: Problems, raw: unknown, path: string, fallback: number): number {
+  const v = p.scalar(raw, path);
+  if (v == null) return fallback;
+  const bytes = parseSize(v);
+  if (bytes !== null) return bytes;
+  return expected(p, path, 'a size such as 512B, 64KiB, 1MiB or 1MB (a bare number is bytes)', v, fallback);
+}
+
+// ---------------------------------------------------------------- structure helpers
+
+function isObj(v: unknown): v is Obj {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+/** A mapping with a closed set of keys; null (after reporting) when `v` is not a mapping. */
+function mapping(p: Problems, v: unknown, path: string, allowed: readonly string[]): Obj | null {
+  if (!isObj(v)) return expected(p, path, 'a mapping', v, null);
+  for (const key of Object.keys(v)) {
+    if (!allowed.includes(key)) p.add(join(path, key), `unknown field (allowed: ${allowed.join(', ')})`);
+  }
+  return v;
+}
+
+/** Like `mapping`, but absent (or an empty `key:`) means "all defaults". */
+function optMapping(p: Problems, v: unknown, path: string, allowed: readonly string[]): Obj {
+  return v == null ? {} : (mapping(p, v, path, allowed) ?? {});
+}
+
+/** Items of an optional list, each with its path. */
+function optList(p: Problems, v: unknown, path: string, what: string): Array<[unknown, string]> {
+  if (v == null) return [];
+  if (!Array.isArray(v)) return expected(p, path, what, v, []);
+  return v.map((x, i) => [x, index(path, i)]);
+}
+
+function reportDuplicates(p: Problems, names: readonly string[], pathOf: (i: number) => string, what: string): void {
+  const seen = new Set<string>();
+  names.forEach((name, i) => {
+    if (name !== '' && seen.has(name)) p.add(pathOf(i), `duplicate ${what} ${JSON.stringify(name)}`);
+    seen.add(name);
+  });
+}
+
+/** "expected X, got Y": every type error names both. */
+function expected<T>(p: Problems, path: string, what: string, got: unknown, standIn: T): T {
+  return p.reject(path, `expected ${what}, got ${describe(got)}`, standIn);
+}
+
+/** For text fields: a YAML author who wrote `x-canary: true` meant the string, so say how to get it. */
+function expectedText<T>(p: Problems, path: string, what: string, got: unknown, standIn: T): T {
+  const hint = typeof got === 'number' || typeof got === 'boolean' ? ` (quote it: "${String(got)}")` : '';
+  return p.reject(path, `expected ${what}, got ${describe(got)}${hint}`, standIn);
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return `string ${JSON.stringify(v)}`;
+  if (typeof v === 'number' || typeof v === 'boolean') return `${typeof v} ${String(v)}`;
+  return typeOf(v);
+}
+
+/** The kind of a value without its content, for secrets. */
+function typeOf(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (isObj(v)) return 'a mapping';
+  if (typeof v === 'object') return `a ${(v as object).constructor?.name ?? 'object'}`;
+  return typeof v === 'string' ? 'a string' : typeof v;
+}
+
+function join(path: string, key: string): string {
+  return path ? `${path}.${key}` : key;
+}
+
+function index(path: string, i: number): string {
+  return `${path}[${i}]`;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function yamlDetail(e: YAMLError): ErrorDetail {
+  // yaml appends "at line L, column C:" and a source excerpt; keep the reason and report L:C compactly.
+  const reason = e.message.split(/ at line \d+, column \d+/)[0] ?? e.message;
+  const pos = e.linePos?.[0];
+  return { path: '', message: pos ? `${pos.line}:${pos.col}: ${reason}` : reason };
+}
+
+function osReason(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  // "ENOENT: no such file or directory, open 'x'" → "no such file or directory (ENOENT)"
+  const m = /^[A-Z]+: ([^,]+)/.exec(e.message ?? '');
+  return m?.[1] && e.code ? `${m[1]} (${e.code})` : String(e.message ?? err);
+}
+
+function deepFreeze<T>(v: T): T {
+  // RegExp and Set stay unfrozen: freezing them does not make them immutable anyway.
+  if (typeof v !== 'object' || v === null || v instanceof RegExp || v instanceof Set || Object.isFrozen(v)) return v;
+  for (const x of Object.values(v)) deepFreeze(x);
+  return Object.freeze(v);
+}

@@ -1,0 +1,109 @@
+/**
+ * Header rewriting in both directions. Hop-by-hop headers (RFC 9110 §7.6.1)
+ * and every header the peer names in `Connection` describe one connection,
+ * not the message, and must not cross the proxy.
+ */
+import type { IncomingMessage } from 'node:http';
+
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+]);
+
+/** Header names a Connection header value lists, beyond close/keep-alive; null when none. */
+export function connectionTokens(value: string | undefined): Set<string> | null {
+  if (value === undefined) return null;
+  let tokens: Set<string> | null = null;
+  for (const part of value.split(',')) {
+    const t = part.trim().toLowerCase();
+    if (t === '' || t === 'close' || t === 'keep-alive') continue;
+    (tokens ??= new Set()).add(t);
+  }
+  return tokens;
+}
+
+/**
+ * The headers sent upstream: the client's, less hop-by-hop ones, `expect`
+ * (Node has already answered 100-continue), and — when the body is dropped —
+ * the framing headers; plus x-forwarded-*. `hostSuffix` renames Host for
+ * shadow copies (`shop.example.com-shadow`), as Envoy and Istio do.
+ * Returns a flat [name, value, name, value, …] array, the form undici takes.
+ */
+export function upstreamRequestHeaders(req: IncomingMessage, keepBody: boolean, hostSuffix: string): string[] {
+  const raw = req.rawHeaders;
+  const listed = connectionTokens(req.headers.connection);
+  const out: string[] = [];
+  let xff: string | undefined;
+  let sawProto = false;
+  let sawXHost = false;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!;
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower) || lower === 'expect') continue;
+    if (listed !== null && listed.has(lower)) continue;
+    if (!keepBody && lower === 'content-length') continue;
+    if (lower === 'x-forwarded-for') {
+      xff = xff === undefined ? raw[i + 1]! : `${xff}, ${raw[i + 1]!}`;
+      continue;
+    }
+    if (lower === 'x-forwarded-proto') sawProto = true;
+    else if (lower === 'x-forwarded-host') sawXHost = true;
+    else if (lower === 'host' && hostSuffix !== '') {
+      out.push(name, raw[i + 1]! + hostSuffix);
+      continue;
+    }
+    out.push(name, raw[i + 1]!);
+  }
+  const remote = req.socket.remoteAddress ?? '';
+  out.push('x-forwarded-for', xff === undefined ? remote : `${xff}, ${remote}`);
+  if (!sawProto) out.push('x-forwarded-proto', (req.socket as { encrypted?: boolean }).encrypted ? 'https' : 'http');
+  if (!sawXHost && req.headers.host !== undefined) out.push('x-forwarded-host', req.headers.host);
+  return out;
+}
+
+export const REWARD_HEADER = 'x-sluice-reward';
+
+/**
+ * Upstream response headers for the client, as a flat string array for
+ * `writeHead`. Reads and strips `x-sluice-reward`; returns its value (NaN
+ * when absent) through `out.reward`.
+ */
+export function clientResponseHeaders(
+  raw: Buffer[],
+  versionHeader: string | null,
+  versionName: string,
+  out: { reward: number },
+): string[] {
+  let listed: Set<string> | null = null;
+  // Connection-listed names must be known before filtering; it is rare, so look first.
+  for (let i = 0; i < raw.length; i += 2) {
+    const b = raw[i]!;
+    if (b.length === 10 && b.toString('latin1').toLowerCase() === 'connection') {
+      listed = connectionTokens(raw[i + 1]!.toString('latin1'));
+    }
+  }
+  const headers: string[] = [];
+  out.reward = Number.NaN;
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]!.toString('latin1');
+    const lower = name.toLowerCase();
+    if (HOP_BY_HOP.has(lower)) continue;
+    if (listed !== null && listed.has(lower)) continue;
+    if (lower === REWARD_HEADER) {
+      const v = Number(raw[i + 1]!.toString('latin1'));
+      if (Number.isFinite(v)) out.reward = v;
+      continue;
+    }
+    if (versionHeader !== null && lower === versionHeader) continue;
+    headers.push(name, raw[i + 1]!.toString('latin1'));
+  }
+  if (versionHeader !== null) headers.push(versionHeader, versionName);
+  return headers;
+}

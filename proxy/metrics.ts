@@ -1,0 +1,121 @@
+/**
+ * Every Prometheus series of the proxy, in one place. The request path only
+ * bumps numbers in preallocated arrays (stats.ts); these collectors turn
+ * them into series when Prometheus scrapes, so a scrape costs what it costs
+ * and a request costs nothing extra.
+ */
+import { Registry, collectDefaultMetrics, type MetricValue } from 'prom-client';
+import type { RoutingTable } from './routing-table.js';
+import { DURATION_BUCKETS, MIRROR_OUTCOMES, UPSTREAM_ERROR_REASONS, type StatsRegistry } from './stats.js';
+
+type Labels = Record<string, string | number>;
+type Value = MetricValue<string> & { metricName?: string };
+
+/** A metric read from our own counters; prom-client calls `get()` on scrape. */
+interface ScrapedMetric {
+  readonly name: string;
+  readonly help: string;
+  readonly type: 'counter' | 'gauge' | 'histogram';
+  readonly aggregator: 'sum';
+  get(): { name: string; help: string; type: string; aggregator: 'sum'; values: Value[] };
+}
+
+function scraped(name: string, help: string, type: ScrapedMetric['type'], values: () => Value[]): ScrapedMetric {
+  return {
+    name,
+    help,
+    type,
+    aggregator: 'sum',
+    get: () => ({ name, help, type, aggregator: 'sum', values: values() }),
+  };
+}
+
+export function createMetricsRegistry(stats: StatsRegistry, table: () => RoutingTable): Registry {
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  const add = (m: ScrapedMetric) => registry.registerMetric(m as never);
+
+  add(
+    scraped('sluice_requests_total', 'Requests served, by route, version and status code (499: client closed first).', 'counter', () => {
+      const out: Value[] = [];
+      for (const s of stats.all()) {
+        for (let code = 0; code < s.byStatus.length; code++) {
+          const n = s.byStatus[code]!;
+          if (n > 0) out.push({ value: n, labels: { route: s.route, version: s.version, code: String(code) } });
+        }
+      }
+      return out;
+    }),
+  );
+
+  add(
+    scraped('sluice_request_duration_seconds', 'Time from the request reaching Sluice to its last byte sent.', 'histogram', () => {
+      const out: Value[] = [];
+      for (const s of stats.all()) {
+        const labels = { route: s.route, version: s.version };
+        let cumulative = 0;
+        DURATION_BUCKETS.forEach((le, i) => {
+          cumulative += s.durationBuckets[i]!;
+          out.push({ metricName: 'sluice_request_duration_seconds_bucket', value: cumulative, labels: { ...labels, le } });
+        });
+        out.push({ metricName: 'sluice_request_duration_seconds_bucket', value: s.requests, labels: { ...labels, le: '+Inf' } });
+        out.push({ metricName: 'sluice_request_duration_seconds_sum', value: s.latencySumMs / 1000, labels });
+        out.push({ metricName: 'sluice_request_duration_seconds_count', value: s.requests, labels });
+      }
+      return out;
+    }),
+  );
+
+  add(
+    scraped('sluice_upstream_errors_total', 'Requests the upstream version failed, by reason.', 'counter', () =>
+      perName(stats, UPSTREAM_ERROR_REASONS, 'reason', (s) => s.upstreamErrors),
+    ),
+  );
+
+  add(
+    scraped('sluice_mirror_requests_total', 'Shadow copies sent to a mirrored version, by outcome.', 'counter', () =>
+      perName(stats, MIRROR_OUTCOMES, 'outcome', (s) => s.mirror),
+    ),
+  );
+
+  add(
+    scraped('sluice_rewards_total', 'Reward events attributed to a version.', 'counter', () =>
+      [...stats.all()].map((s) => ({ value: s.rewards, labels: { route: s.route, version: s.version } })),
+    ),
+  );
+
+  add(
+    scraped('sluice_reward_sum', 'Sum of the reward values attributed to a version.', 'counter', () =>
+      [...stats.all()].map((s) => ({ value: s.rewardSum, labels: { route: s.route, version: s.version } })),
+    ),
+  );
+
+  add(
+    scraped('sluice_route_weight', 'Percent of keyless traffic a version gets.', 'gauge', () => {
+      const out: Value[] = [];
+      for (const st of table().states) {
+        for (const v of st.route.versions) out.push({ value: st.weights[v.name] ?? 0, labels: { route: st.route.name, version: v.name } });
+      }
+      return out;
+    }),
+  );
+
+  return registry;
+}
+
+function perName(
+  stats: StatsRegistry,
+  names: readonly string[],
+  label: string,
+  values: (s: ReturnType<StatsRegistry['get']>) => Float64Array,
+): Value[] {
+  const out: Value[] = [];
+  for (const s of stats.all()) {
+    const arr = values(s);
+    names.forEach((n, i) => {
+      const labels: Labels = { route: s.route, version: s.version, [label]: n };
+      out.push({ value: arr[i]!, labels });
+    });
+  }
+  return out;
+}

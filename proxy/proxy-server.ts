@@ -1,0 +1,140 @@
+/**
+ * The data plane as one object: the traffic listener, the routing table it
+ * reads, the counters it writes, and the operations the admin API and the
+ * control plane call on it (set weights, read stats).
+ */
+import fastify, { type FastifyInstance } from 'fastify';
+import type { Registry } from 'prom-client';
+import { SluiceError } from '../common/errors.js';
+import { RateLimitedLog, type Logger } from '../common/logger.js';
+import { validateWeights } from './config.js';
+import type { SluiceConfig } from './config-types.js';
+import type { ForwardSettings } from './forward.js';
+import { createRequestHandler, sendError } from './handle-request.js';
+import { createMetricsRegistry } from './metrics.js';
+import { compileRoute, initialState, RoutingTable, withWeights, type RouteState } from './routing-table.js';
+import { StatsRegistry } from './stats.js';
+import { Upstreams } from './upstreams.js';
+import { createUpgradeHandler } from './websocket.js';
+
+export interface WeightsChange {
+  readonly route: string;
+  readonly generation: number;
+  readonly weights: Readonly<Record<string, number>>;
+  readonly source: string;
+}
+
+export class ProxyServer {
+  readonly stats = new StatsRegistry();
+  readonly upstreams: Upstreams;
+  readonly metrics: Registry;
+  readonly app: FastifyInstance;
+  #table: RoutingTable;
+  #draining = false;
+  readonly #listeners = new Set<(c: WeightsChange) => void>();
+
+  constructor(
+    readonly config: SluiceConfig,
+    readonly log: Logger,
+  ) {
+    this.upstreams = new Upstreams(config.proxy);
+    this.#table = new RoutingTable(config.routes.map((r) => initialState(compileRoute(r, this.upstreams, this.stats))));
+    const table = () => this.#table;
+    this.metrics = createMetricsRegistry(this.stats, table);
+    this.app = this.#createApp(table);
+  }
+
+  get table(): RoutingTable {
+    return this.#table;
+  }
+
+  get draining(): boolean {
+    return this.#draining;
+  }
+
+  route(name: string): RouteState {
+    const s = this.#table.get(name);
+    if (!s) throw new SluiceError('SLUICE_UNKNOWN_ROUTE', `no route named "${name}"`);
+    return s;
+  }
+
+  /**
+   * Validates and applies new weights to one route. The swap is one
+   * assignment: requests in flight keep their version, new ones see the new
+   * table. `generation`, when given, must be newer than the current one (a
+   * replica applying a shared state); otherwise the route's generation + 1.
+   */
+  setWeights(routeName: string, weights: unknown, source: string, generation?: number): RouteState {
+    const current = this.route(routeName);
+    const checked = validateWeights(current.route.config, weights);
+    if ('errors' in checked) throw new SluiceError('SLUICE_WEIGHTS_INVALID', `weights for route ${routeName} are invalid`, checked.errors);
+    if (generation !== undefined && generation <= current.generation) return current;
+    const next = withWeights(current, checked.weights, generation);
+    this.#table = this.#table.with(next);
+    const change = { route: routeName, generation: next.generation, weights: next.weights, source };
+    this.log.info(change, 'weights changed');
+    for (const l of this.#listeners) l(change);
+    return next;
+  }
+
+  onWeightsChange(listener: (c: WeightsChange) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  async listen(): Promise<string> {
+    const { host, port } = this.config.listen;
+    return this.app.listen({ host, port });
+  }
+
+  /** Stops accepting, lets in-flight requests finish (bounded by the drain timeout), then closes pools. */
+  async close(): Promise<void> {
+    if (this.#draining) return;
+    this.#draining = true;
+    const deadline = new Promise<'timeout'>((r) => setTimeout(r, this.config.proxy.drainTimeoutMs, 'timeout').unref());
+    const closed = this.app.close().then(() => 'closed' as const);
+    if ((await Promise.race([closed, deadline])) === 'timeout') {
+      this.log.warn({ drainTimeoutMs: this.config.proxy.drainTimeoutMs }, 'drain timeout: closing remaining connections');
+      this.app.server.closeAllConnections();
+    }
+    await this.upstreams.close();
+  }
+
+  #createApp(table: () => RoutingTable): FastifyInstance {
+    const p = this.config.proxy;
+    const app = fastify({
+      logger: false,
+      requestTimeout: p.requestTimeoutMs,
+      keepAliveTimeout: p.keepAliveTimeoutMs,
+      return503OnClosing: true,
+      forceCloseConnections: 'idle',
+      exposeHeadRoutes: false,
+    });
+    app.server.headersTimeout = p.headersTimeoutMs;
+    // Bodies are streamed to the upstream untouched: no parsing, no size limit of fastify's.
+    app.removeAllContentTypeParsers();
+    app.addContentTypeParser('*', (_req, _payload, done) => done(null));
+
+    const seen = new RateLimitedLog();
+    const log = this.log;
+    const forward: ForwardSettings = {
+      versionHeader: p.versionHeader,
+      onUpstreamError(err, route, version, reason) {
+        const held = seen.admit(`${route}/${version}/${reason}`);
+        if (held >= 0) log.warn({ route, version, reason, code: (err as { code?: string }).code, err: err.message, suppressed: held }, 'upstream failed');
+      },
+      onFinish: p.accessLog
+        ? (h, latencyMs) => log.info({ route: h.route, version: h.version.name, method: h.req.method, url: h.req.url, status: h.status, latencyMs }, 'request')
+        : undefined,
+    };
+    const handler = createRequestHandler({ table, forward });
+    app.all('/', handler);
+    app.all('/*', handler);
+    app.setNotFoundHandler((request, reply) => {
+      reply.hijack();
+      sendError(reply.raw, new SluiceError('SLUICE_ROUTE_NOT_FOUND', `no route matches ${request.method} ${request.url}`));
+    });
+    app.server.on('upgrade', createUpgradeHandler({ table, versionHeader: p.versionHeader, log }));
+    return app;
+  }
+}

@@ -1,0 +1,174 @@
+/**
+ * The routing table: everything the request path needs, compiled once and
+ * never mutated. A weight change builds a new table that shares the routes'
+ * long-lived parts (pools, counters, compiled rules) and is swapped in with a
+ * single assignment, so a request in flight keeps the version it was given
+ * and a new request always sees a whole table, old or new.
+ */
+import type { Pool } from 'undici';
+import type { MirrorConfig, RouteConfig, StickyConfig, TimeoutsConfig } from './config-types.js';
+import { compileRule, type RulePredicate } from './match.js';
+import { initialSlots, reassignSlots } from './slots.js';
+import type { StatsRegistry, VersionStats } from './stats.js';
+import type { Upstreams } from './upstreams.js';
+
+export interface Version {
+  readonly name: string;
+  readonly index: number;
+  readonly url: string;
+  readonly basePath: string;
+  readonly pool: Pool;
+  readonly stats: VersionStats;
+}
+
+/** Mutable on purpose: shadow requests in flight for this mirror, shared by every table. */
+export interface MirrorGate {
+  inFlight: number;
+}
+
+export interface Mirror extends Omit<MirrorConfig, 'version'> {
+  readonly version: Version;
+  /** Pool of the shadow's own, so a hung shadow never holds primary connections. */
+  readonly pool: Pool;
+  readonly gate: MirrorGate;
+}
+
+export interface Rule {
+  readonly test: RulePredicate;
+  readonly version: Version;
+}
+
+/** The parts of a route that do not change with its weights. */
+export interface CompiledRoute {
+  readonly name: string;
+  readonly config: RouteConfig;
+  readonly host: string | null;
+  /** For `*.example.com`: `.example.com`. */
+  readonly hostSuffix: string | null;
+  readonly pathPrefix: string;
+  readonly versions: readonly Version[];
+  readonly byName: ReadonlyMap<string, Version>;
+  readonly rules: readonly Rule[];
+  readonly sticky: StickyConfig | null;
+  readonly mirrors: readonly Mirror[];
+  readonly timeouts: TimeoutsConfig;
+}
+
+/** A route with its weights: what one table holds per route. */
+export interface RouteState {
+  readonly route: CompiledRoute;
+  readonly generation: number;
+  readonly weights: Readonly<Record<string, number>>;
+  /** Slot → version index; see slots.ts. */
+  readonly slots: Uint8Array;
+}
+
+export function compileRoute(config: RouteConfig, upstreams: Upstreams, stats: StatsRegistry): CompiledRoute {
+  const versions = config.versions.map(
+    (v, index): Version => ({
+      name: v.name,
+      index,
+      url: v.url,
+      basePath: v.basePath,
+      pool: upstreams.get(v.url, 'primary', config.timeouts),
+      stats: stats.get(config.name, v.name),
+    }),
+  );
+  const byName = new Map(versions.map((v) => [v.name, v]));
+  const host = config.host;
+  return {
+    name: config.name,
+    config,
+    host: host !== null && !host.startsWith('*.') ? host : null,
+    hostSuffix: host !== null && host.startsWith('*.') ? host.slice(1) : null,
+    pathPrefix: config.pathPrefix,
+    versions,
+    byName,
+    rules: config.rules.map((r) => ({ test: compileRule(r), version: byName.get(r.version)! })),
+    sticky: config.sticky,
+    mirrors: config.mirror.map((m) => {
+      const version = byName.get(m.version)!;
+      return {
+        ...m,
+        version,
+        pool: upstreams.get(version.url, 'shadow', { connectMs: config.timeouts.connectMs, requestMs: m.timeoutMs }),
+        gate: { inFlight: 0 },
+      };
+    }),
+    timeouts: config.timeouts,
+  };
+}
+
+export function initialState(route: CompiledRoute): RouteState {
+  const weights = route.config.weights;
+  return {
+    route,
+    generation: 1,
+    weights,
+    slots: initialSlots(route.versions.map((v) => weights[v.name] ?? 0)),
+  };
+}
+
+/** The same route with new weights (already validated), moving as few sticky keys as possible. */
+export function withWeights(state: RouteState, weights: Readonly<Record<string, number>>, generation?: number): RouteState {
+  return {
+    route: state.route,
+    generation: generation ?? state.generation + 1,
+    weights: Object.freeze({ ...weights }),
+    slots: reassignSlots(
+      state.slots,
+      state.route.versions.map((v) => weights[v.name] ?? 0),
+    ),
+  };
+}
+
+export class RoutingTable {
+  readonly #states: readonly RouteState[];
+  readonly #byName: ReadonlyMap<string, RouteState>;
+  readonly #matchesHost: boolean;
+
+  constructor(states: readonly RouteState[]) {
+    this.#states = states;
+    this.#byName = new Map(states.map((s) => [s.route.name, s]));
+    this.#matchesHost = states.some((s) => s.route.host !== null || s.route.hostSuffix !== null);
+  }
+
+  get states(): readonly RouteState[] {
+    return this.#states;
+  }
+
+  get(name: string): RouteState | undefined {
+    return this.#byName.get(name);
+  }
+
+  /** First route whose host and path prefix match; `hostHeader` may carry a port. */
+  match(hostHeader: string | undefined, url: string): RouteState | null {
+    const host = this.#matchesHost ? normaliseHost(hostHeader) : '';
+    const states = this.#states;
+    for (let i = 0; i < states.length; i++) {
+      const s = states[i]!;
+      const r = s.route;
+      if (r.host !== null && r.host !== host) continue;
+      if (r.hostSuffix !== null && !host.endsWith(r.hostSuffix)) continue;
+      if (url.startsWith(r.pathPrefix)) return s;
+    }
+    return null;
+  }
+
+  /** A table with one route's state replaced. */
+  with(state: RouteState): RoutingTable {
+    return new RoutingTable(this.#states.map((s) => (s.route.name === state.route.name ? state : s)));
+  }
+}
+
+function normaliseHost(h: string | undefined): string {
+  if (h === undefined) return '';
+  let end = h.length;
+  if (h.charCodeAt(0) === 91 /* [ */) {
+    end = h.indexOf(']') + 1;
+  } else {
+    const colon = h.lastIndexOf(':');
+    if (colon !== -1) end = colon;
+  }
+  return h.slice(0, end).toLowerCase();
+}
