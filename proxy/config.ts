@@ -273,7 +273,9 @@ function setField(doc: Obj, section: string | null, field: string, value: string
 
 function readConfig(p: Problems, doc: unknown): SluiceConfig {
   // An empty file parses to null; treating it as {} yields the useful "routes: required".
-  const top = doc == null ? {} : (mapping(p, doc, '', ['listen', 'admin', 'store', 'logLevel', 'proxy', 'routes']) ?? {});
+  const top = doc == null ? {} : mapping(p, doc, '', ['listen', 'admin', 'store', 'logLevel', 'proxy', 'routes']);
+  // Not a mapping at all: one problem is the whole story, so defaults are built on a scratch list.
+  if (!top) return readConfig(new Problems(), {});
   const listen = readListen(p, top.listen, 'listen', DEFAULT_LISTEN);
   const admin = readAdmin(p, top.admin);
   checkPortClash(p, listen, admin.listen);
@@ -291,7 +293,8 @@ function readAdmin(p: Problems, v: unknown): AdminConfig {
   const o = optMapping(p, v, 'admin', ['listen', 'token']);
   const listen = readListen(p, o.listen, 'admin.listen', DEFAULT_ADMIN_LISTEN);
   const token = readToken(p, o.token, 'admin.token');
-  if (token === null && !isLoopback(listen.host)) {
+  const absent = o.token == null || o.token === ''; // an invalid token was reported already
+  if (absent && !isLoopback(listen.host)) {
     p.add('admin.token', `an admin listener on ${listen.host} needs a token`);
   }
   return { listen, token };
@@ -300,7 +303,7 @@ function readAdmin(p: Problems, v: unknown): AdminConfig {
 function readToken(p: Problems, v: unknown, path: string): string | null {
   if (v == null || v === '') return null;
   // Never echo the value: it is a secret and errors end up in logs.
-  if (typeof v !== 'string') return p.reject(path, `expected a string, got ${typeOf(v)}`, null);
+  if (typeof v !== 'string') return p.reject(path, `expected a string, got ${typeOf(v)} (quote it)`, null);
   if (/\s/.test(v)) return p.reject(path, 'must not contain whitespace (it is sent as a Bearer token)', null);
   return v;
 }

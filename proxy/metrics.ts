@@ -15,7 +15,7 @@ type Value = MetricValue<string> & { metricName?: string };
 interface ScrapedMetric {
   readonly name: string;
   readonly help: string;
-  readonly type: 'counter' | 'gauge' | 'histogram';
+  readonly type: 'counter' | 'gauge' | 'histogram' | 'summary';
   readonly aggregator: 'sum';
   get(): { name: string; help: string; type: string; aggregator: 'sum'; values: Value[] };
 }
@@ -33,6 +33,11 @@ function scraped(name: string, help: string, type: ScrapedMetric['type'], values
 export function createMetricsRegistry(stats: StatsRegistry, table: () => RoutingTable): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
+  // prom-client names these gauges *_total, which promtool rejects; the same
+  // numbers remain, per type, in nodejs_active_handles/requests/resources.
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
+    registry.removeSingleMetric(name);
+  }
   const add = (m: ScrapedMetric) => registry.registerMetric(m as never);
 
   add(
@@ -84,9 +89,18 @@ export function createMetricsRegistry(stats: StatsRegistry, table: () => Routing
     ),
   );
 
+  // A summary without quantiles: its series are sluice_reward_sum (the contract's name) and
+  // sluice_reward_count. Not a counter, because rewards may be negative (refunds) and a
+  // counter must never go down; and promtool rejects a `_sum` name on anything else.
   add(
-    scraped('sluice_reward_sum', 'Sum of the reward values attributed to a version.', 'counter', () =>
-      [...stats.all()].map((s) => ({ value: s.rewardSum, labels: { route: s.route, version: s.version } })),
+    scraped('sluice_reward', 'Reward values attributed to a version: sum and count.', 'summary', () =>
+      [...stats.all()].flatMap((s) => {
+        const labels = { route: s.route, version: s.version };
+        return [
+          { metricName: 'sluice_reward_sum', value: s.rewardSum, labels },
+          { metricName: 'sluice_reward_count', value: s.rewards, labels },
+        ];
+      }),
     ),
   );
 
