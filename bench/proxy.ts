@@ -28,6 +28,7 @@ import {
   hasExited,
   killAll,
   killAllSync,
+  killManaged,
   logTail,
   spawnManaged,
   treeTicks,
@@ -108,8 +109,11 @@ interface BenchCase {
   proc: Managed | null;
   /** Process-tree roots whose CPU is the proxy's (empty for direct). */
   cpuRoots: number[];
-  /** Also checked for liveness before each run. */
   adminUrl: string | null;
+  /** (Re)starts the proxy: null when ready, else why not. Null for direct. */
+  launch: (() => Promise<string | null>) | null;
+  /** Why and when the proxy had to be restarted between runs. */
+  restarts: string[];
   status: 'pending' | 'ready' | 'failed' | 'skipped';
   note: string | null;
 }
@@ -160,21 +164,17 @@ function fail(c: BenchCase, note: string): void {
   console.log(`  ${c.id} ${c.name}: FAILED — ${note}${tail ? `\n    last log lines (${c.proc?.logPath}):\n${tail}` : ''}`);
 }
 
-/** One request through the case's URL: must be 200 before we measure anything. */
-async function sanityCheck(c: BenchCase): Promise<boolean> {
+/** One request through the case's URL: must be 200 before we measure anything. Null when fine. */
+async function sanityCheck(c: BenchCase): Promise<string | null> {
   try {
     const r = await httpGet(c.url!, { timeoutMs: 5000, headers: { 'x-user-id': 'user-sanity' } });
-    if (r.status !== 200) {
-      fail(c, `GET ${c.url} answered ${r.status} (expected 200): ${r.body.slice(0, 200)}`);
-      return false;
-    }
+    if (r.status !== 200) return `GET ${c.url} answered ${r.status} (expected 200): ${r.body.slice(0, 200)}`;
     if ((c.id === 'c' || c.id === 'd') && r.headers['x-sluice-version'] === undefined) {
       console.log(`  ${c.id} ${c.name}: note: response has no x-sluice-version header`);
     }
-    return true;
+    return null;
   } catch (err) {
-    fail(c, `GET ${c.url} failed: ${(err as Error).message}`);
-    return false;
+    return `GET ${c.url} failed: ${(err as Error).message}`;
   }
 }
 
@@ -237,84 +237,85 @@ async function main(): Promise<number> {
 
   // ---- proxies
   const cases: BenchCase[] = ALL_CASES.map((c) => ({
-    ...c, url: null, proc: null, cpuRoots: [], adminUrl: null,
+    ...c, url: null, proc: null, cpuRoots: [], adminUrl: null, launch: null, restarts: [],
     status: opts.cases.includes(c.id) ? 'pending' : 'skipped',
     note: opts.cases.includes(c.id) ? null : 'not selected (BENCH_CASES)',
   }));
   const byId = (id: CaseId): BenchCase => cases.find((c) => c.id === id)!;
-  console.log('starting proxies…');
+  const exitOf = (m: Managed): string => String(m.child.exitCode ?? m.child.signalCode);
+
+  /** Spawn, wait until `readyUrl` answers 200, then one GET through the case's URL. Null when ready. */
+  const spawnAndWait = async (c: BenchCase, spawnOpts: Parameters<typeof spawnManaged>[0], readyUrl: string): Promise<string | null> => {
+    try {
+      c.proc = spawnManaged(spawnOpts);
+    } catch (err) {
+      return (err as Error).message;
+    }
+    c.cpuRoots = [c.proc.pid];
+    const why = await waitFor200(readyUrl, opts.readyTimeoutMs, () => hasExited(c.proc!.child));
+    if (why) {
+      const exit = hasExited(c.proc.child) ? ` (exit ${exitOf(c.proc)})` : '';
+      return `did not become ready${exit}: GET ${readyUrl}: ${why}`;
+    }
+    return sanityCheck(c);
+  };
 
   const a = byId('a');
-  if (a.status === 'pending') {
-    a.url = `http://127.0.0.1:${up1Port}/`;
-    a.status = 'ready';
-  }
+  a.url = `http://127.0.0.1:${up1Port}/`;
 
   const b = byId('b');
-  if (b.status === 'pending') {
-    b.url = `http://127.0.0.1:${barePort}/`;
-    b.proc = spawnManaged({
+  b.url = `http://127.0.0.1:${barePort}/`;
+  b.launch = () =>
+    spawnAndWait(b, {
       name: 'bare-proxy', cmd: process.execPath, args: nodeTsArgs('bare-proxy.ts', [barePort, up1Port]),
       cwd: ROOT, env: childEnv(), logPath: path.join(tmp, 'bare-proxy.log'),
-    });
-    b.cpuRoots = [b.proc.pid];
-    const why = await waitFor200(b.url, opts.readyTimeoutMs, () => hasExited(b.proc!.child));
-    if (why) fail(b, why);
-    else if (await sanityCheck(b)) b.status = 'ready';
-  }
+    }, b.url!);
 
   const sluiceBin = path.join(ROOT, 'bin', 'sluice.js');
   for (const [id, port, adminPort, mirror] of [['c', cPort, cAdmin, false], ['d', dPort, dAdmin, true]] as const) {
     const c = byId(id);
-    if (c.status !== 'pending') continue;
-    if (!fs.existsSync(sluiceBin)) {
-      fail(c, `${path.relative(ROOT, sluiceBin)} does not exist (the Sluice CLI is not there yet): case not run`);
-      continue;
-    }
     const yamlPath = path.join(tmp, `sluice-${id}.yaml`);
-    fs.writeFileSync(yamlPath, sluiceYaml({ port, adminPort, v1Port: up1Port, v2Port: up2Port, mirror }));
     c.url = `http://127.0.0.1:${port}/`;
     c.adminUrl = `http://127.0.0.1:${adminPort}`;
-    try {
-      c.proc = spawnManaged({
+    c.launch = async () => {
+      if (!fs.existsSync(sluiceBin)) {
+        return `${path.relative(ROOT, sluiceBin)} does not exist (the Sluice CLI is not there yet): case not run`;
+      }
+      fs.writeFileSync(yamlPath, sluiceYaml({ port, adminPort, v1Port: up1Port, v2Port: up2Port, mirror }));
+      const why = await spawnAndWait(c, {
         name: `sluice-${id}`, cmd: process.execPath, args: [sluiceBin, 'start', '-c', yamlPath],
         cwd: ROOT, env: childEnv({ SLUICE_LOG_LEVEL: opts.sluiceLogLevel }), logPath: path.join(tmp, `sluice-${id}.log`),
-      });
-    } catch (err) {
-      fail(c, (err as Error).message);
-      continue;
-    }
-    c.cpuRoots = [c.proc.pid];
-    const why = await waitFor200(`${c.adminUrl}/readyz`, opts.readyTimeoutMs, () => hasExited(c.proc!.child));
-    if (why) {
-      const exit = hasExited(c.proc.child) ? ` (exit ${c.proc.child.exitCode ?? c.proc.child.signalCode})` : '';
-      fail(c, `\`node bin/sluice.js start -c ${yamlPath}\` did not become ready${exit}: GET ${c.adminUrl}/readyz: ${why}`);
-    }
-    else if (await sanityCheck(c)) c.status = 'ready';
+      }, `${c.adminUrl}/readyz`);
+      return why && `\`node bin/sluice.js start -c ${yamlPath}\` ${why}`;
+    };
   }
 
   const e = byId('e');
-  if (e.status === 'pending') {
-    if (!fs.existsSync(NGINX)) {
-      e.status = 'skipped';
-      e.note = `${NGINX} not installed`;
-      console.log(`  e nginx: skipped — ${NGINX} not installed`);
-    } else {
-      const confPath = path.join(tmp, 'nginx.conf');
-      fs.writeFileSync(confPath, nginxConf({ dir: tmp, port: ePort, upstreamPort: up1Port }));
-      e.url = `http://127.0.0.1:${ePort}/`;
-      e.proc = spawnManaged({
-        name: 'nginx', cmd: NGINX,
-        args: ['-p', tmp, '-c', confPath, '-e', path.join(tmp, 'nginx-error.log'), '-g', 'daemon off;'],
-        cwd: tmp, env: childEnv(), logPath: path.join(tmp, 'nginx-stdout.log'),
-      });
-      e.cpuRoots = [e.proc.pid]; // master; the worker is found as its child
-      const why = await waitFor200(e.url, opts.readyTimeoutMs, () => hasExited(e.proc!.child));
-      if (why) {
-        const errLog = path.join(tmp, 'nginx-error.log');
-        fail(e, `${why}${fs.existsSync(errLog) ? `; ${fs.readFileSync(errLog, 'utf8').trim().split('\n').slice(-3).join(' | ')}` : ''}`);
-      } else if (await sanityCheck(e)) e.status = 'ready';
-    }
+  e.url = `http://127.0.0.1:${ePort}/`;
+  if (e.status === 'pending' && !fs.existsSync(NGINX)) {
+    e.status = 'skipped';
+    e.note = `${NGINX} not installed`;
+    console.log(`  e nginx: skipped — ${NGINX} not installed`);
+  }
+  e.launch = async () => {
+    const confPath = path.join(tmp, 'nginx.conf');
+    const errLog = path.join(tmp, 'nginx-error.log');
+    fs.writeFileSync(confPath, nginxConf({ dir: tmp, port: ePort, upstreamPort: up1Port }));
+    // cpuRoots = the master; the worker is found as its child.
+    const why = await spawnAndWait(e, {
+      name: 'nginx', cmd: NGINX, args: ['-p', tmp, '-c', confPath, '-e', errLog, '-g', 'daemon off;'],
+      cwd: tmp, env: childEnv(), logPath: path.join(tmp, 'nginx-stdout.log'),
+    }, e.url!);
+    const errTail = fs.existsSync(errLog) ? fs.readFileSync(errLog, 'utf8').trim().split('\n').slice(-3).join(' | ') : '';
+    return why && `${why}${errTail ? `; ${errTail}` : ''}`;
+  };
+
+  console.log('starting proxies…');
+  for (const c of cases) {
+    if (c.status !== 'pending') continue;
+    const why = c.launch ? await c.launch() : null;
+    if (why) fail(c, why);
+    else c.status = 'ready';
   }
 
   // ---- runs, alternating
@@ -325,8 +326,16 @@ async function main(): Promise<number> {
       if (interrupted) return 130;
       if (c.status !== 'ready') continue;
       if (c.proc && hasExited(c.proc.child)) {
-        fail(c, `the process exited (${c.proc.child.exitCode ?? c.proc.child.signalCode}) before round ${round}`);
-        continue;
+        // On a shared machine something else may have killed it (a broad pkill): restart once, and say so.
+        const what = `the process exited (${exitOf(c.proc)}) before round ${round}`;
+        killManaged(c.proc);
+        const why = c.launch ? await c.launch() : 'cannot restart';
+        if (why) {
+          fail(c, `${what}; restart failed: ${why}`);
+          continue;
+        }
+        c.restarts.push(`${what}; restarted`);
+        console.log(`  ${c.id} ${c.name}: ${what} — restarted (flagged in the table)`);
       }
       const rec: RunRecord = {
         round, case: c.id, startedAt: new Date().toISOString(), url: c.url!, warmup: null, wrk: null, wrkOutput: null,

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createAdminServer } from '../admin/admin-server.js';
 import { registerRoutesApi } from '../admin/routes-api.js';
+import { SluiceError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { SluiceConfig } from '../proxy/config-types.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
@@ -30,8 +31,14 @@ export async function runSluice(config: SluiceConfig, log: Logger): Promise<Runn
     notReadyReason: () => (proxy.draining ? 'draining' : null),
   });
   registerRoutesApi(admin, proxy);
-  await proxy.listen();
-  await admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port });
+  try {
+    await listenOrExplain('traffic', config.listen, () => proxy.listen());
+    await listenOrExplain('admin', config.admin.listen, () => admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port }));
+  } catch (err) {
+    await proxy.close();
+    await admin.close();
+    throw err;
+  }
   const trafficUrl = urlOf(proxy.app);
   const adminUrl = urlOf(admin);
   log.info({ traffic: trafficUrl, admin: adminUrl, routes: config.routes.map((r) => r.name) }, 'sluice started');
@@ -47,6 +54,16 @@ export async function runSluice(config: SluiceConfig, log: Logger): Promise<Runn
         await admin.close();
       })()),
   };
+}
+
+async function listenOrExplain(what: string, at: { host: string; port: number }, listen: () => Promise<unknown>): Promise<void> {
+  try {
+    await listen();
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? '';
+    const why = code === 'EADDRINUSE' ? 'the address is already in use' : code === 'EACCES' ? 'permission denied' : (err as Error).message;
+    throw new SluiceError('SLUICE_LISTEN', `cannot listen for ${what} on ${at.host}:${at.port}: ${why}`);
+  }
 }
 
 function urlOf(app: FastifyInstance): string {

@@ -22,9 +22,8 @@ export const ERRORS = {
   SLUICE_UNAUTHORIZED: { status: 401, message: 'a valid bearer token is required' },
   SLUICE_BAD_REQUEST: { status: 400, message: 'the request is invalid' },
   SLUICE_NOT_FOUND: { status: 404, message: 'not found' },
-  SLUICE_SHUTTING_DOWN: { status: 503, message: 'sluice is shutting down' },
   SLUICE_INTERNAL: { status: 500, message: 'internal error' },
-  SLUICE_ADMIN_INSECURE: { status: 500, message: 'an admin listener beyond loopback needs a token' },
+  SLUICE_LISTEN: { status: 500, message: 'cannot listen on the configured address' },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;

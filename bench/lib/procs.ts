@@ -185,3 +185,9 @@ export function cpuSecondsBetween(before: Map<number, number>, after: Map<number
   for (const [pid, t] of after) ticks += t - (before.get(pid) ?? 0);
   return ticks / clkTck();
 }
+
+/** SIGKILL one managed child's whole group (used before restarting it). */
+export function killManaged(m: Managed): void {
+  killGroup(m.pid, 'SIGKILL');
+  live.delete(m.child);
+}
