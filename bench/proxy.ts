@@ -131,6 +131,8 @@ interface RunRecord {
   proxyCpuUsPerReq: number | null;
   upstreamCpuSeconds: number | null;
   upstreamCpuUsPerReq: number | null;
+  /** Set when the proxy had died and was restarted just before this run. */
+  restartedBefore: string | null;
   /** Requests each upstream served during the measured run (includes mirror copies). */
   upstreamRequests: { v1: number; v2: number } | null;
 }
@@ -325,6 +327,7 @@ async function main(): Promise<number> {
     for (const c of cases) {
       if (interrupted) return 130;
       if (c.status !== 'ready') continue;
+      let restartedBefore: string | null = null;
       if (c.proc && hasExited(c.proc.child)) {
         // On a shared machine something else may have killed it (a broad pkill): restart once, and say so.
         const what = `the process exited (${exitOf(c.proc)}) before round ${round}`;
@@ -335,12 +338,13 @@ async function main(): Promise<number> {
           continue;
         }
         c.restarts.push(`${what}; restarted`);
+        restartedBefore = what;
         console.log(`  ${c.id} ${c.name}: ${what} — restarted (flagged in the table)`);
       }
       const rec: RunRecord = {
         round, case: c.id, startedAt: new Date().toISOString(), url: c.url!, warmup: null, wrk: null, wrkOutput: null,
         error: null, proxyCpuSeconds: null, proxyCpuUsPerReq: null, upstreamCpuSeconds: null, upstreamCpuUsPerReq: null,
-        upstreamRequests: null,
+        upstreamRequests: null, restartedBefore,
       };
       runs.push(rec);
       if (opts.warmupS > 0) {
@@ -394,19 +398,27 @@ async function main(): Promise<number> {
     const v1 = ok.reduce((s, r) => s + (r.upstreamRequests?.v1 ?? 0), 0);
     const v2 = ok.reduce((s, r) => s + (r.upstreamRequests?.v2 ?? 0), 0);
     const reqs = ok.reduce((s, r) => s + r.wrk!.requests, 0);
+    const problems = [...c.restarts];
+    if (failedRuns > 0) problems.push(`${failedRuns} run(s) failed`);
+    if (ok.length > 0 && c.status === 'failed' && c.note) problems.push(c.note);
+    if (ok.length > 0 && ok.length < opts.rounds) problems.push(`only ${ok.length} of ${opts.rounds} run(s) measured`);
+    const errors = ok.reduce((s, r) => s + r.wrk!.errors, 0);
+    if (errors > 0) problems.push(`${errors} non-2xx responses or socket errors`);
     return {
       case: c.id,
       name: c.name,
       description: c.description,
-      status: c.status === 'ready' && ok.length === 0 ? 'failed' : c.status,
-      note: c.note ?? (failedRuns > 0 ? `${failedRuns} run(s) failed` : null),
+      status: ok.length > 0 ? 'measured' : c.status === 'skipped' ? 'skipped' : 'failed',
+      note: ok.length > 0 ? null : c.note ?? 'no run measured',
+      /** Anything that makes this case's figures suspect (flagged `(!)` in the table). */
+      problems,
       runs: ok.length,
       rps: median(ok.map((r) => r.wrk!.rps)),
       p50Ms: median(ok.map((r) => r.wrk!.percentilesMs.p50)),
       p99Ms: median(ok.map((r) => r.wrk!.percentilesMs.p99)),
       proxyCpuUsPerReq: c.cpuRoots.length > 0 ? median(cpu) : null,
       upstreamCpuUsPerReq: median(ok.map((r) => r.upstreamCpuUsPerReq).filter((x): x is number => x !== null)),
-      errors: ok.reduce((s, r) => s + r.wrk!.errors, 0),
+      errors,
       failedRuns,
       upstreamShare: reqs > 0 ? { v1: v1 / reqs, v2: v2 / reqs } : null,
     };
@@ -436,19 +448,21 @@ async function main(): Promise<number> {
   const header = ['case', 'rps', 'p50 ms', 'p99 ms', 'proxy CPU µs/req', 'errors'];
   const rows: string[][] = summary.filter((s) => opts.cases.includes(s.case)).map((s) => {
     const label = `${s.case} ${s.name}`;
-    if (s.status !== 'ready') return [label, `${s.status.toUpperCase()}: ${s.note ?? ''}`];
+    if (s.status !== 'measured') return [label, `${s.status.toUpperCase()}: ${s.note ?? ''}`];
     return [
       label,
       fmt(s.rps, 0),
       fmt(s.p50Ms, 2),
       fmt(s.p99Ms, 2),
       s.proxyCpuUsPerReq === null ? '-' : fmt(s.proxyCpuUsPerReq, 1),
-      s.errors > 0 || s.failedRuns > 0 ? `${s.errors} (!)` : '0',
+      s.problems.length > 0 ? `${s.errors} (!)` : '0',
     ];
   });
   printTable(header, rows);
-  if (summary.some((s) => s.status === 'ready' && (s.errors > 0 || s.failedRuns > 0))) {
-    console.log('(!) non-2xx responses, socket errors or failed runs during the measured runs: treat that case\'s figures with suspicion');
+  const flagged = summary.filter((s) => s.status === 'measured' && s.problems.length > 0);
+  if (flagged.length > 0) {
+    console.log('(!) treat these figures with suspicion:');
+    for (const s of flagged) console.log(`    ${s.case} ${s.name}: ${s.problems.join('; ')}`);
   }
   console.log(`medians over ${opts.rounds} round(s); proxy CPU = utime+stime of the proxy process tree / requests completed`);
   console.log('');
@@ -459,7 +473,7 @@ async function main(): Promise<number> {
   console.log(`CPU/req     c/b ${fmtRatio(ratios.cpuPerReq.c_over_b)}   d/b ${fmtRatio(ratios.cpuPerReq.d_over_b)}`);
   for (const id of ['c', 'd'] as const) {
     const s = S(id);
-    if (s.status === 'ready' && s.upstreamShare) {
+    if (s.status === 'measured' && s.upstreamShare) {
       console.log(
         `upstream share ${id}: v1 ${fmt(s.upstreamShare.v1 * 100, 1)}%  v2 ${fmt(s.upstreamShare.v2 * 100, 1)}%  of client requests` +
           (id === 'd' ? ' (v2 includes mirror copies)' : ''),
@@ -490,7 +504,9 @@ async function main(): Promise<number> {
     },
     quick,
     sluiceLogLevel: opts.sluiceLogLevel,
-    cases: cases.map((c) => ({ id: c.id, name: c.name, description: c.description, status: c.status, note: c.note })),
+    cases: cases.map((c) => ({
+      id: c.id, name: c.name, description: c.description, status: c.status, note: c.note, url: c.url, restarts: c.restarts,
+    })),
     runs,
     medians: summary,
     ratios,
@@ -499,7 +515,7 @@ async function main(): Promise<number> {
   fs.writeFileSync(outPath, `${JSON.stringify(doc, null, 2)}\n`);
   console.log(`\nraw runs and medians: ${path.relative(ROOT, outPath)}`);
 
-  const failed = summary.filter((s) => s.status === 'failed');
+  const failed = summary.filter((s) => s.status === 'failed' || (s.status === 'measured' && s.runs < opts.rounds));
   if (failed.length > 0) keepTmp = true;
   if (keepTmp) console.log(`configs and child logs kept in ${tmp}`);
   else fs.rmSync(tmp, { recursive: true, force: true });
