@@ -6,7 +6,13 @@
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createAdminServer } from '../admin/admin-server.js';
+import { registerExperimentsApi } from '../admin/experiments-api.js';
 import { registerRoutesApi } from '../admin/routes-api.js';
+import { registerExperimentMetrics } from '../control/experiment-metrics.js';
+import { InProcessAggregates, InProcessRouter } from '../control/in-process.js';
+import type { ExperimentRecord } from '../control/ports.js';
+import { Scheduler } from '../control/scheduler.js';
+import { MemoryStore } from '../control/store/memory-store.js';
 import { SluiceError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { SluiceConfig } from '../proxy/config-types.js';
@@ -15,6 +21,7 @@ import { ProxyServer } from '../proxy/proxy-server.js';
 export interface RunningSluice {
   readonly proxy: ProxyServer;
   readonly admin: FastifyInstance;
+  readonly scheduler: Scheduler;
   /** `http://host:port` of the traffic listener. */
   readonly trafficUrl: string;
   readonly adminUrl: string;
@@ -31,6 +38,17 @@ export async function runSluice(config: SluiceConfig, log: Logger): Promise<Runn
     notReadyReason: () => (proxy.draining ? 'draining' : null),
   });
   registerRoutesApi(admin, proxy);
+  const router = new InProcessRouter(proxy);
+  const latest = new Map<string, ExperimentRecord>();
+  const scheduler = new Scheduler({
+    store: new MemoryStore(),
+    aggregates: new InProcessAggregates(proxy),
+    router,
+    log,
+    onChange: (r) => latest.set(r.doc.name, r),
+  });
+  registerExperimentMetrics(proxy.metrics, () => latest.values());
+  registerExperimentsApi(admin, scheduler, router);
   try {
     await listenOrExplain('traffic', config.listen, () => proxy.listen());
     await listenOrExplain('admin', config.admin.listen, () => admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port }));
@@ -46,10 +64,12 @@ export async function runSluice(config: SluiceConfig, log: Logger): Promise<Runn
   return {
     proxy,
     admin,
+    scheduler,
     trafficUrl,
     adminUrl,
     close: () =>
       (closing ??= (async () => {
+        scheduler.stop();
         await proxy.close();
         await admin.close();
       })()),

@@ -11,6 +11,10 @@ export interface ErrorDef {
 export const ERRORS = {
   SLUICE_CONFIG_INVALID: { status: 400, message: 'configuration is invalid' },
   SLUICE_CONFIG_READ: { status: 500, message: 'configuration file cannot be read' },
+  SLUICE_EXPERIMENT_INVALID: { status: 400, message: 'experiment is invalid' },
+  SLUICE_EXPERIMENT_NOT_FOUND: { status: 404, message: 'no such experiment' },
+  SLUICE_EXPERIMENT_CONFLICT: { status: 409, message: 'another experiment is running on this route' },
+  SLUICE_EXPERIMENT_STATE: { status: 409, message: 'the experiment is not in a state that allows this' },
   SLUICE_ROUTE_NOT_FOUND: { status: 404, message: 'no route matches this request' },
   SLUICE_UNKNOWN_ROUTE: { status: 404, message: 'no such route' },
   SLUICE_WEIGHTS_INVALID: { status: 400, message: 'weights are invalid' },

@@ -120,9 +120,11 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
 
   clientClosed(): void {
     if (this.#finished) return;
+    // Finished first: undici's abort calls onError synchronously, which must see
+    // this request as done (not count a 502 and an upstream error on top of the 499).
+    this.#finish(STATUS_CLIENT_CLOSED, false);
     this.#abortUpstream?.();
     if (this.mirrors !== null) for (const c of this.mirrors.comparisons) c?.primaryFailed();
-    this.#finish(STATUS_CLIENT_CLOSED, false);
   }
 
   #finish(status: number, failed: boolean): void {

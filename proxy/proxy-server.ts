@@ -77,6 +77,31 @@ export class ProxyServer {
     return next;
   }
 
+  /**
+   * Adds a version to a route with weight 0 (an experiment bringing its own
+   * candidate). Existing versions keep their index, pools, counters and
+   * slots, so no request or sticky key notices.
+   */
+  addVersion(routeName: string, name: string, url: string): RouteState {
+    const current = this.route(routeName);
+    if (current.route.byName.has(name)) return current;
+    const parsed = new URL(url);
+    const config = {
+      ...current.route.config,
+      versions: [...current.route.config.versions, { name, url: parsed.origin, basePath: parsed.pathname.replace(/\/+$/, '') }],
+      weights: { ...current.weights, [name]: 0 },
+    };
+    const next: RouteState = {
+      route: compileRoute(config, this.upstreams, this.stats),
+      generation: current.generation + 1,
+      weights: config.weights,
+      slots: current.slots,
+    };
+    this.#table = this.#table.with(next);
+    this.log.info({ route: routeName, version: name, url }, 'version added');
+    return next;
+  }
+
   onWeightsChange(listener: (c: WeightsChange) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);

@@ -45,9 +45,10 @@ export class LatencySketch {
     this.count += other.count;
   }
 
-  mergeSnapshot(s: SketchSnapshot): void {
+  /** Adds a snapshot's counts; `sign` -1 subtracts them (counts since an earlier snapshot). */
+  mergeSnapshot(s: SketchSnapshot, sign: 1 | -1 = 1): void {
     for (let i = 0; i < s.counts.length; i++) {
-      const c = s.counts[i]!;
+      const c = sign * s.counts[i]!;
       const at = s.offset + i;
       if (at >= 0 && at < SKETCH_BINS) this.bins[at]! += c;
       this.count += c;

@@ -46,6 +46,7 @@ export interface VersionSnapshot {
   readonly mirrorCompared: number;
   readonly rewards: number;
   readonly rewardSum: number;
+  readonly rewardSumSq: number;
 }
 
 export class VersionStats {
@@ -62,6 +63,7 @@ export class VersionStats {
   mirrorCompared = 0;
   rewards = 0;
   rewardSum = 0;
+  rewardSumSq = 0;
 
   constructor(
     readonly route: string,
@@ -93,6 +95,7 @@ export class VersionStats {
   recordReward(value: number): void {
     this.rewards++;
     this.rewardSum += value;
+    this.rewardSumSq += value * value;
   }
 
   snapshot(): VersionSnapshot {
@@ -111,6 +114,7 @@ export class VersionStats {
       mirrorCompared: this.mirrorCompared,
       rewards: this.rewards,
       rewardSum: this.rewardSum,
+      rewardSumSq: this.rewardSumSq,
     };
   }
 }

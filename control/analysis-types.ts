@@ -1,0 +1,106 @@
+/**
+ * The data the experiment decisions pass between them. Every decision is a
+ * pure function of (spec, measurements, previous state, seeded RNG); these
+ * are its inputs and outputs.
+ */
+import type { LatencySketch } from '../proxy/sketch.js';
+
+/** A uniform [0,1) generator; seeded per experiment and iteration. */
+export type Rng = () => number;
+
+/** What one version did since the experiment started (cumulative). */
+export interface VersionMeasurement {
+  readonly requests: number;
+  readonly errors: number;
+  /** Requests routed by the weighted random draw: the sample the SRM check uses. */
+  readonly keyless: number;
+  readonly latencySumMs: number;
+  readonly latencySumSqMs: number;
+  readonly latency: LatencySketch;
+  readonly rewards: number;
+  readonly rewardSum: number;
+  readonly rewardSumSq: number;
+  readonly mirrorCompared: number;
+  readonly mirrorMismatch: number;
+}
+
+/** By version name. */
+export type Measurements = Readonly<Record<string, VersionMeasurement>>;
+
+export type Verdict = 'feasible' | 'infeasible' | 'inconclusive';
+
+export interface ObjectiveAssessment {
+  readonly metric: string;
+  /** The point estimate (for relative objectives: the ratio to the baseline). */
+  readonly value: number | null;
+  /** Posterior probability that the objective holds; null before minSamples. */
+  readonly pHolds: number | null;
+}
+
+/**
+ * The reward of one version as a bandit sees it, oriented so that higher is
+ * always better (a `preferredDirection: Low` reward is negated).
+ */
+export interface ArmPosterior {
+  readonly name: string;
+  /** Requests measured for this version. */
+  readonly samples: number;
+  /** Posterior mean of the (oriented) reward; null with no data. */
+  readonly mean: number | null;
+  /** Posterior standard deviation of that mean; null with no data. */
+  readonly sd: number | null;
+  /** One draw from the posterior of the (oriented) reward. */
+  draw(rng: Rng): number;
+}
+
+export interface VersionAssessment {
+  readonly name: string;
+  readonly samples: number;
+  /** samples >= minSamples: only then is a verdict more than 'inconclusive'. */
+  readonly enoughSamples: boolean;
+  readonly verdict: Verdict;
+  /** P(every objective holds); null before minSamples or without objectives. */
+  readonly pFeasible: number | null;
+  readonly objectives: readonly ObjectiveAssessment[];
+  /** P(this version has the best reward) among versions not infeasible; null without a reward. */
+  readonly pBest: number | null;
+  /** Expected reward lost by choosing this version instead of the best (oriented units); null without a reward. */
+  readonly expectedLoss: number | null;
+  readonly reward: ArmPosterior | null;
+  /** Built-in metric values for display (request-count, error-rate, latency-p95, …). */
+  readonly metrics: Readonly<Record<string, number | null>>;
+}
+
+export interface SrmCheck {
+  readonly flagged: boolean;
+  readonly chi2: number;
+  readonly pValue: number;
+  readonly observed: Readonly<Record<string, number>>;
+  readonly expectedShare: Readonly<Record<string, number>>;
+}
+
+export interface Assessment {
+  /** In the spec's version order; the first is the baseline. */
+  readonly versions: readonly VersionAssessment[];
+  readonly srm: SrmCheck | null;
+}
+
+/** What a weight policy (bandit) sees for one iteration. */
+export interface PolicyInput {
+  /** Version names, baseline first. */
+  readonly versions: readonly string[];
+  readonly assessment: Assessment;
+  /** Weights in force during the iteration just measured (integer percents, by version). */
+  readonly previous: Readonly<Record<string, number>>;
+  /** 1-based number of the iteration being decided. */
+  readonly iteration: number;
+  readonly rng: Rng;
+}
+
+/**
+ * A bandit: proposes a share of traffic per version (any non-negative
+ * numbers; they are normalised). Limits (maxCandidateWeight, increments,
+ * exploration floor, integer rounding to 100) are applied afterwards by
+ * `applyWeightLimits`, the same for every policy.
+ */
+export type WeightPolicy = (input: PolicyInput) => Record<string, number>;

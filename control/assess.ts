@@ -1,0 +1,170 @@
+/**
+ * assess: measurements → per-version verdicts and reward posteriors. Pure:
+ * the same spec, measurements and RNG give the same assessment.
+ */
+import type {
+  ArmPosterior,
+  Assessment,
+  Measurements,
+  ObjectiveAssessment,
+  Rng,
+  Verdict,
+  VersionAssessment,
+  VersionMeasurement,
+} from './analysis-types.js';
+import { BUILTIN, metricValues } from './builtin-metrics.js';
+import type { ExperimentSpec, Objective } from './spec-types.js';
+import { LatencySketch } from '../proxy/sketch.js';
+
+/** Monte Carlo draws for P(best), expected loss and relative objectives. */
+export const DRAWS = 4000;
+
+export const EMPTY_MEASUREMENT: VersionMeasurement = Object.freeze({
+  requests: 0,
+  errors: 0,
+  keyless: 0,
+  latencySumMs: 0,
+  latencySumSqMs: 0,
+  latency: new LatencySketch(),
+  rewards: 0,
+  rewardSum: 0,
+  rewardSumSq: 0,
+  mirrorCompared: 0,
+  mirrorMismatch: 0,
+});
+
+export function assess(spec: ExperimentSpec, measurements: Measurements, rng: Rng): Omit<Assessment, 'srm'> {
+  const { criteria } = spec;
+  const names = spec.versions.map((v) => v.name);
+  const ms = names.map((n) => measurements[n] ?? EMPTY_MEASUREMENT);
+  const baseline = ms[0]!;
+  const baselineReady = baseline.requests >= criteria.minSamples;
+
+  const judged = names.map((name, i) => {
+    const m = ms[i]!;
+    const enough = m.requests >= criteria.minSamples;
+    const objectives = criteria.objectives.map((o) =>
+      assessObjective(o, m, i === 0, baseline, enough && (o.relativeTo === null || baselineReady), rng),
+    );
+    const pFeasible = !enough ? null : objectives.reduce<number | null>((p, o) => (p === null || o.pHolds === null ? null : p * o.pHolds), 1);
+    return { name, m, enough, objectives, pFeasible, verdict: verdictOf(pFeasible, criteria.confidence) };
+  });
+
+  const rewards = rewardPosteriors(spec, ms, names);
+  // Rewards are judged only when every version has its minimum: weights never move on no data.
+  const allReady = judged.every((j) => j.enough);
+  const eligible = judged.map((j) => allReady && j.verdict !== 'infeasible' && rewards !== null);
+  const best = rewards !== null && allReady ? bestOf(rewards, eligible, rng) : null;
+
+  const versions: VersionAssessment[] = judged.map((j, i) => ({
+    name: j.name,
+    samples: j.m.requests,
+    enoughSamples: j.enough,
+    verdict: j.verdict,
+    pFeasible: j.pFeasible,
+    objectives: j.objectives,
+    pBest: best === null ? null : best.pBest[i]!,
+    expectedLoss: best === null || !eligible[i] ? null : best.expectedLoss[i]!,
+    reward: rewards?.[i] ?? null,
+    metrics: metricValues(j.m),
+  }));
+  return { versions };
+}
+
+function verdictOf(pFeasible: number | null, confidence: number): Verdict {
+  if (pFeasible === null) return 'inconclusive';
+  if (pFeasible >= confidence) return 'feasible';
+  if (1 - pFeasible >= confidence) return 'infeasible';
+  return 'inconclusive';
+}
+
+function assessObjective(
+  o: Objective,
+  m: VersionMeasurement,
+  isBaseline: boolean,
+  baseline: VersionMeasurement,
+  judge: boolean,
+  rng: Rng,
+): ObjectiveAssessment {
+  const def = BUILTIN[o.metric];
+  const lower = o.lowerLimit ?? Number.NEGATIVE_INFINITY;
+  const upper = o.upperLimit ?? Number.POSITIVE_INFINITY;
+  if (o.relativeTo === 'baseline') {
+    // The baseline meets a limit relative to itself by definition.
+    if (isBaseline) return { metric: o.metric, value: 1, pHolds: judge ? 1 : null };
+    const v = def.value(m);
+    const b = def.value(baseline);
+    const value = v === null || b === null ? null : ratio(v, b);
+    if (!judge) return { metric: o.metric, value, pHolds: null };
+    const pc = def.posterior(m);
+    const pb = def.posterior(baseline);
+    if (pc === null || pb === null) {
+      return { metric: o.metric, value, pHolds: value !== null && value >= lower && value <= upper ? 1 : 0 };
+    }
+    let holds = 0;
+    for (let d = 0; d < DRAWS; d++) {
+      const r = ratio(pc.draw(rng), pb.draw(rng));
+      if (r >= lower && r <= upper) holds++;
+    }
+    return { metric: o.metric, value, pHolds: holds / DRAWS };
+  }
+  const value = def.value(m);
+  if (!judge) return { metric: o.metric, value, pHolds: null };
+  const post = def.posterior(m);
+  if (post === null) return { metric: o.metric, value, pHolds: value !== null && value >= lower && value <= upper ? 1 : 0 };
+  const pAtMostUpper = Number.isFinite(upper) ? post.cdf(upper) : 1;
+  const pBelowLower = Number.isFinite(lower) ? post.cdf(lower) : 0;
+  return { metric: o.metric, value, pHolds: clamp01(pAtMostUpper - pBelowLower) };
+}
+
+function ratio(a: number, b: number): number {
+  if (b === 0) return a === 0 ? 1 : Number.POSITIVE_INFINITY;
+  return a / b;
+}
+
+function clamp01(x: number): number {
+  return x < 0 ? 0 : x > 1 ? 1 : x;
+}
+
+function rewardPosteriors(spec: ExperimentSpec, ms: VersionMeasurement[], names: string[]): ArmPosterior[] | null {
+  const reward = spec.criteria.reward;
+  if (reward === null) return null;
+  const sign = reward.preferredDirection === 'High' ? 1 : -1;
+  return ms.map((m, i) => {
+    const post = BUILTIN[reward.metric].posterior(m)!;
+    const hasData = m.requests > 0;
+    return {
+      name: names[i]!,
+      samples: m.requests,
+      mean: hasData ? sign * post.mean : null,
+      sd: hasData ? post.sd : null,
+      draw: (rng: Rng) => sign * post.draw(rng),
+    };
+  });
+}
+
+/**
+ * P(best) and expected loss per eligible arm, from joint posterior draws:
+ * P(best_i) = share of draws where arm i is the largest; loss_i = E[max_j θ_j − θ_i].
+ */
+function bestOf(arms: ArmPosterior[], eligible: boolean[], rng: Rng): { pBest: number[]; expectedLoss: number[] } | null {
+  const idx = arms.map((_, i) => i).filter((i) => eligible[i]);
+  const pBest = arms.map(() => 0);
+  const loss = arms.map(() => 0);
+  if (idx.length === 0) return null;
+  const theta = new Float64Array(arms.length);
+  for (let d = 0; d < DRAWS; d++) {
+    let max = Number.NEGATIVE_INFINITY;
+    let arg = -1;
+    for (const i of idx) {
+      theta[i] = arms[i]!.draw(rng);
+      if (theta[i]! > max) {
+        max = theta[i]!;
+        arg = i;
+      }
+    }
+    pBest[arg]!++;
+    for (const i of idx) loss[i]! += max - theta[i]!;
+  }
+  return { pBest: pBest.map((c) => c / DRAWS), expectedLoss: loss.map((l) => l / DRAWS) };
+}

@@ -1,0 +1,117 @@
+/**
+ * decide: assessment → winner and whether the experiment ends now. Pure.
+ *
+ *  - Conformance: the version, once feasible.
+ *  - Canary: the candidate once feasible (Progressive: once it also holds
+ *    the most traffic it may get), the baseline when the candidate fails.
+ *  - A/B, A/B/n, Hybrid: among feasible versions, the one whose P(best)
+ *    reaches `confidence`. A failing candidate is rolled back at once and the
+ *    others go on; when every candidate has failed, the experiment fails.
+ * At the last iteration, whatever is not decided ends without a winner.
+ */
+import type { Assessment, VersionAssessment } from './analysis-types.js';
+import type { ExperimentSpec } from './spec-types.js';
+
+export interface Decision {
+  readonly winner: string | null;
+  /** Null while the experiment goes on. */
+  readonly end: { readonly state: 'Completed' | 'Failed'; readonly reason: string } | null;
+  /** Versions to take out of traffic now (they failed their objectives). */
+  readonly rollback: readonly string[];
+  /** Why things stand as they do, for status and history. */
+  readonly reason: string;
+}
+
+export interface DecideContext {
+  readonly iteration: number;
+  /** Weights in force now, by version. */
+  readonly weights: Readonly<Record<string, number>>;
+}
+
+export function decide(spec: ExperimentSpec, a: Assessment, ctx: DecideContext): Decision {
+  const last = ctx.iteration >= spec.duration.maxIterations;
+  const [baseline, ...candidates] = a.versions;
+  switch (spec.testingPattern) {
+    case 'Conformance':
+      return decideConformance(baseline!, last);
+    case 'Canary':
+      return decideCanary(spec, baseline!, candidates[0]!, ctx, last);
+    default:
+      return decideReward(spec, a, last);
+  }
+}
+
+function decideConformance(v: VersionAssessment, last: boolean): Decision {
+  if (v.verdict === 'feasible') return ended('Completed', v.name, `${v.name} meets every objective${p(v.pFeasible)}`);
+  if (v.verdict === 'infeasible') return ended('Failed', null, `${v.name} violates its objectives: ${violations(v)}`);
+  return last ? ended('Completed', null, undecided([v])) : running(null, undecided([v]));
+}
+
+function decideCanary(spec: ExperimentSpec, base: VersionAssessment, cand: VersionAssessment, ctx: DecideContext, last: boolean): Decision {
+  if (cand.verdict === 'infeasible') {
+    return { ...ended('Failed', base.name, `candidate ${cand.name} violates its objectives: ${violations(cand)}; traffic back to ${base.name}`), rollback: [cand.name] };
+  }
+  if (cand.verdict === 'feasible') {
+    const reason = `candidate ${cand.name} meets every objective${p(cand.pFeasible)}`;
+    // Progressive delivery steps traffic up while the candidate stays healthy, and promotes at the top.
+    const atTop = (ctx.weights[cand.name] ?? 0) >= Math.min(spec.weights.maxCandidateWeight, 100);
+    if (spec.deploymentPattern !== 'Progressive' || atTop || last) return ended('Completed', cand.name, reason);
+    return running(null, `${reason}; shifting traffic to it`);
+  }
+  const why = undecided([base, cand]);
+  return last ? ended('Completed', null, `${why}; traffic stays on ${base.name}`) : running(null, why);
+}
+
+function decideReward(spec: ExperimentSpec, a: Assessment, last: boolean): Decision {
+  const [baseline, ...candidates] = a.versions;
+  const failed = candidates.filter((v) => v.verdict === 'infeasible');
+  const rollback = failed.map((v) => v.name);
+  const failedNote = failed.length > 0 ? `; rolled back: ${failed.map((v) => `${v.name} (${violations(v)})`).join(', ')}` : '';
+  if (candidates.length > 0 && failed.length === candidates.length) {
+    return { ...ended('Failed', null, `every candidate violates its objectives${failedNote}`), rollback };
+  }
+  const feasible = a.versions.filter((v) => v.verdict === 'feasible');
+  const winner = feasible.find((v) => v.pBest !== null && v.pBest >= spec.criteria.confidence);
+  if (winner) {
+    return { ...ended('Completed', winner.name, `${winner.name} is best with P(best) = ${winner.pBest!.toFixed(3)} and meets every objective${failedNote}`), rollback };
+  }
+  const lead = [...a.versions].filter((v) => v.pBest !== null).sort((x, y) => y.pBest! - x.pBest!)[0];
+  const why =
+    a.versions.some((v) => !v.enoughSamples) || lead === undefined
+      ? undecided(a.versions)
+      : `no winner yet: ${lead.name} leads with P(best) = ${lead.pBest!.toFixed(3)} (needs ${spec.criteria.confidence})`;
+  if (last) return { ...ended('Completed', null, `${why}; traffic back to ${baseline!.name}${failedNote}`), rollback };
+  return { ...running(null, why + failedNote), rollback };
+}
+
+function running(winner: string | null, reason: string): Decision {
+  return { winner, end: null, rollback: [], reason };
+}
+
+function ended(state: 'Completed' | 'Failed', winner: string | null, reason: string): Decision {
+  return { winner, end: { state, reason }, rollback: [], reason };
+}
+
+/** Why nothing is decided: too few samples first, else what is inconclusive. */
+function undecided(vs: readonly VersionAssessment[]): string {
+  const short = vs.filter((v) => !v.enoughSamples);
+  if (short.length > 0) return `insufficient samples: ${short.map((v) => `${v.name} has ${v.samples}`).join(', ')} (minSamples not reached)`;
+  const open = vs.filter((v) => v.verdict === 'inconclusive');
+  if (open.length > 0) return `inconclusive: ${open.map((v) => `${v.name}${p(v.pFeasible)}`).join(', ')}`;
+  return 'inconclusive';
+}
+
+function violations(v: VersionAssessment): string {
+  const bad = v.objectives.filter((o) => o.pHolds !== null && o.pHolds < 0.5);
+  const list = bad.length > 0 ? bad : v.objectives;
+  return list.map((o) => `${o.metric} = ${fmt(o.value)}, P(holds) = ${fmt(o.pHolds)}`).join('; ');
+}
+
+function p(x: number | null): string {
+  return x === null ? '' : ` (P = ${x.toFixed(3)})`;
+}
+
+function fmt(x: number | null): string {
+  if (x === null) return '-';
+  return Math.abs(x) >= 100 ? x.toFixed(0) : x.toPrecision(3);
+}

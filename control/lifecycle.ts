@@ -1,0 +1,149 @@
+/**
+ * The experiment state machine, as pure transitions over ExperimentStatus:
+ *   Pending → Running ⇄ Paused → Completed | Failed | Aborted
+ * `iterate` is one analysis step: assess → decide → weights, recorded in the
+ * history. The scheduler (scheduler.ts) only feeds it measurements and
+ * carries out the weights it returns.
+ */
+import { seededRandom } from '../common/random.js';
+import type { Measurements, ObjectiveAssessment, SrmCheck, Verdict } from './analysis-types.js';
+import { assess } from './assess.js';
+import { decide } from './decide.js';
+import { allTo, nextWeights } from './next-weights.js';
+import type { ExperimentDoc } from './spec-types.js';
+import { checkSrm } from './srm.js';
+
+export type ExperimentState = 'Pending' | 'Running' | 'Paused' | 'Completed' | 'Failed' | 'Aborted';
+export const FINAL_STATES: ReadonlySet<ExperimentState> = new Set(['Completed', 'Failed', 'Aborted']);
+
+export interface VersionStatus {
+  readonly samples: number;
+  readonly metrics: Readonly<Record<string, number | null>>;
+  readonly verdict: Verdict;
+  readonly pFeasible: number | null;
+  readonly pBest: number | null;
+  readonly expectedLoss: number | null;
+  readonly objectives: readonly ObjectiveAssessment[];
+}
+
+export interface IterationRecord {
+  readonly iteration: number;
+  readonly at: string;
+  /** Weights in force while this iteration's traffic was measured. */
+  readonly weightsMeasured: Readonly<Record<string, number>>;
+  /** Weights decided by this iteration (in force for the next one). */
+  readonly weights: Readonly<Record<string, number>>;
+  readonly versions: Readonly<Record<string, VersionStatus>>;
+  readonly winner: string | null;
+  readonly reason: string;
+  readonly srm: SrmCheck | null;
+}
+
+export interface ExperimentStatus {
+  readonly state: ExperimentState;
+  /** Iterations completed. */
+  readonly iteration: number;
+  readonly winner: string | null;
+  readonly reason: string;
+  readonly weights: Readonly<Record<string, number>>;
+  readonly versions: Readonly<Record<string, VersionStatus>>;
+  /** The last iteration's sample-ratio check, and how many iterations were flagged. */
+  readonly srm: SrmCheck | null;
+  readonly srmFlagged: number;
+  readonly history: readonly IterationRecord[];
+  readonly createdAt: string;
+  readonly startedAt: string | null;
+  readonly finishedAt: string | null;
+}
+
+export function pendingStatus(doc: ExperimentDoc, now: string): ExperimentStatus {
+  return {
+    state: 'Pending',
+    iteration: 0,
+    winner: null,
+    reason: 'waiting to start',
+    weights: doc.spec.weights.initial,
+    versions: {},
+    srm: null,
+    srmFlagged: 0,
+    history: [],
+    createdAt: now,
+    startedAt: null,
+    finishedAt: null,
+  };
+}
+
+export function start(s: ExperimentStatus, now: string): ExperimentStatus {
+  return { ...s, state: 'Running', reason: 'running', startedAt: now };
+}
+
+/** The RNG of one iteration: a function of the experiment's seed and the iteration, so a resumed run decides as an uninterrupted one. */
+export function iterationRng(seed: number, iteration: number): () => number {
+  return seededRandom((Math.imul(seed, 0x9e3779b1) ^ Math.imul(iteration, 0x85ebca6b)) >>> 0);
+}
+
+/**
+ * One iteration. `measurements` are cumulative since the experiment started;
+ * `keylessDelta` the keyless requests per version during this iteration only
+ * (for the sample-ratio check against the weights that were in force).
+ */
+export function iterate(
+  doc: ExperimentDoc,
+  s: ExperimentStatus,
+  measurements: Measurements,
+  keylessDelta: Readonly<Record<string, number>>,
+  now: string,
+): ExperimentStatus {
+  const spec = doc.spec;
+  const iteration = s.iteration + 1;
+  const rng = iterationRng(spec.seed, iteration);
+  const srm = checkSrm(keylessDelta, s.weights);
+  const a = { ...assess(spec, measurements, rng), srm };
+  const decision = decide(spec, a, { iteration, weights: s.weights });
+  const weights = nextWeights(spec, a, decision, s.weights, iteration, rng);
+  const versions: Record<string, VersionStatus> = {};
+  for (const v of a.versions) {
+    versions[v.name] = {
+      samples: v.samples,
+      metrics: v.metrics,
+      verdict: v.verdict,
+      pFeasible: v.pFeasible,
+      pBest: v.pBest,
+      expectedLoss: v.expectedLoss,
+      objectives: v.objectives,
+    };
+  }
+  const srmNote = srm?.flagged ? `; sample ratio mismatch (p = ${srm.pValue.toExponential(2)}): routing does not follow the weights` : '';
+  const reason = decision.reason + srmNote;
+  const record: IterationRecord = { iteration, at: now, weightsMeasured: s.weights, weights, versions, winner: decision.winner, reason, srm };
+  return {
+    ...s,
+    state: decision.end?.state ?? s.state,
+    iteration,
+    winner: decision.winner,
+    reason,
+    weights,
+    versions,
+    srm,
+    srmFlagged: s.srmFlagged + (srm?.flagged ? 1 : 0),
+    history: [...s.history, record],
+    finishedAt: decision.end !== null ? now : null,
+  };
+}
+
+export function pause(s: ExperimentStatus): ExperimentStatus {
+  return { ...s, state: 'Paused', reason: 'paused: weights frozen' };
+}
+
+export function resume(s: ExperimentStatus): ExperimentStatus {
+  return { ...s, state: 'Running', reason: 'resumed' };
+}
+
+export function abort(doc: ExperimentDoc, s: ExperimentStatus, now: string): ExperimentStatus {
+  const baseline = doc.spec.versions[0]!.name;
+  return { ...s, state: 'Aborted', winner: null, reason: `aborted; traffic back to ${baseline}`, weights: allTo(doc.spec, baseline), finishedAt: now };
+}
+
+export function promote(doc: ExperimentDoc, s: ExperimentStatus, version: string, now: string): ExperimentStatus {
+  return { ...s, state: 'Completed', winner: version, reason: `promoted ${version} by hand`, weights: allTo(doc.spec, version), finishedAt: now };
+}

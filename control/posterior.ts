@@ -1,0 +1,113 @@
+/**
+ * Posterior distributions of the metrics Sluice judges, with uniform or
+ * uninformative priors. Each answers "how likely is the true value at most
+ * x" exactly (CDFs from @stdlib) and draws samples with the experiment's
+ * seeded RNG (for P(best) and relative objectives). Formulas: docs/statistics.md.
+ */
+import betaCdf from '@stdlib/stats-base-dists-beta-cdf';
+import tCdf from '@stdlib/stats-base-dists-t-cdf';
+import type { Rng } from './analysis-types.js';
+import type { LatencySketch } from '../proxy/sketch.js';
+
+export interface Posterior {
+  readonly mean: number;
+  readonly sd: number;
+  /** P(true value <= x). */
+  cdf(x: number): number;
+  draw(rng: Rng): number;
+}
+
+/** A standard normal draw (Box–Muller; the second value is dropped to stay stateless). */
+export function drawNormal(rng: Rng): number {
+  let u = rng();
+  while (u <= Number.MIN_VALUE) u = rng();
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng());
+}
+
+/** Gamma(shape, 1) by Marsaglia and Tsang (2000); shape < 1 via the boost Gamma(a+1)·U^(1/a). */
+export function drawGamma(shape: number, rng: Rng): number {
+  if (shape < 1) return drawGamma(shape + 1, rng) * Math.pow(rng(), 1 / shape);
+  const d = shape - 1 / 3;
+  const c = 1 / Math.sqrt(9 * d);
+  for (;;) {
+    let x: number;
+    let v: number;
+    do {
+      x = drawNormal(rng);
+      v = 1 + c * x;
+    } while (v <= 0);
+    v = v * v * v;
+    const u = rng();
+    if (u < 1 - 0.0331 * x * x * x * x) return d * v;
+    if (Math.log(u) < 0.5 * x * x + d * (1 - v + Math.log(v))) return d * v;
+  }
+}
+
+export function drawBeta(a: number, b: number, rng: Rng): number {
+  const x = drawGamma(a, rng);
+  const y = drawGamma(b, rng);
+  return x / (x + y);
+}
+
+/** A rate (errors per request, conversions per request): Beta(1 + successes, 1 + failures). */
+export function ratePosterior(successes: number, trials: number): Posterior {
+  const s = Math.min(Math.max(successes, 0), trials);
+  const a = 1 + s;
+  const b = 1 + trials - s;
+  return {
+    mean: a / (a + b),
+    sd: Math.sqrt((a * b) / ((a + b) * (a + b) * (a + b + 1))),
+    cdf: (x) => (x < 0 ? 0 : x >= 1 ? 1 : betaCdf(x, a, b)),
+    draw: (rng) => drawBeta(a, b, rng),
+  };
+}
+
+/**
+ * A mean from n values with sum and sum of squares: with the uninformative
+ * prior, (μ − x̄)/(s/√n) follows Student's t with n − 1 degrees of freedom.
+ * Fewer than 2 values say nothing about the spread: the posterior is flat.
+ */
+export function meanPosterior(n: number, sum: number, sumSq: number): Posterior {
+  if (n < 2) {
+    const m = n === 1 ? sum : 0;
+    return { mean: m, sd: Number.POSITIVE_INFINITY, cdf: () => 0.5, draw: () => m };
+  }
+  const mean = sum / n;
+  const variance = Math.max((sumSq - n * mean * mean) / (n - 1), 0);
+  // A spread of exactly zero would make every verdict certain at once; floor it at a hair.
+  const se = Math.max(Math.sqrt(variance / n), 1e-9 * Math.max(1, Math.abs(mean)));
+  const df = n - 1;
+  return {
+    mean,
+    sd: df > 2 ? se * Math.sqrt(df / (df - 2)) : se,
+    cdf: (x) => tCdf((x - mean) / se, df),
+    draw: (rng) => mean + se * drawStudentT(df, rng),
+  };
+}
+
+function drawStudentT(df: number, rng: Rng): number {
+  if (df > 200) return drawNormal(rng); // indistinguishable, and much cheaper
+  return drawNormal(rng) / Math.sqrt((2 * drawGamma(df / 2, rng)) / df);
+}
+
+/**
+ * The q-quantile of latency (q = 0.95 for p95), from the mergeable sketch.
+ * With k of n requests at or under L, the share F(L) of requests under L has
+ * posterior Beta(1 + k, 1 + n − k), and pq <= L exactly when F(L) >= q, so
+ * P(pq <= L) = 1 − BetaCDF(q; 1 + k, 1 + n − k). Draws take the value at a
+ * rank drawn from the order-statistic posterior Beta(1 + qn, 1 + (1 − q)n).
+ */
+export function quantilePosterior(sketch: LatencySketch, q: number): Posterior {
+  const n = sketch.count;
+  const a = 1 + q * n;
+  const b = 1 + (1 - q) * n;
+  return {
+    mean: sketch.quantile(q),
+    sd: Number.NaN,
+    cdf: (x) => {
+      const k = sketch.countAtOrBelow(x);
+      return 1 - betaCdf(q, 1 + k, 1 + n - k);
+    },
+    draw: (rng) => sketch.quantile(drawBeta(a, b, rng)),
+  };
+}

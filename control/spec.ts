@@ -1,0 +1,532 @@
+/**
+ * Parses and validates `kind: Experiment` documents into the frozen
+ * `ExperimentDoc` (spec-types.ts). Like proxy/config.ts, every problem is
+ * collected by path and reported at once in one SLUICE_EXPERIMENT_INVALID.
+ * The rules and defaults are documented in docs/experiments.md.
+ */
+import { readFileSync } from 'node:fs';
+import { parseDocument } from 'yaml';
+import type { YAMLError } from 'yaml';
+import { SluiceError } from '../common/errors.js';
+import type { ErrorDetail } from '../common/errors.js';
+import { validateWeights } from '../proxy/config.js';
+import { ALGORITHMS, BUILTIN_METRICS, DEPLOYMENT_PATTERNS, TESTING_PATTERNS } from './spec-types.js';
+import type {
+  Algorithm,
+  BuiltinMetric,
+  Criteria,
+  DeploymentPattern,
+  ExperimentDoc,
+  ExperimentSpec,
+  ExperimentVersion,
+  Objective,
+  Reward,
+  TestingPattern,
+  WeightsSpec,
+} from './spec-types.js';
+
+type Obj = Record<string, unknown>;
+
+/** Every default in one place (docs/experiments.md lists the same). */
+export const EXPERIMENT_DEFAULTS = {
+  deploymentPattern: 'Progressive',
+  algorithm: 'thompson',
+  confidence: 0.95,
+  minSamples: 100,
+  maxCandidateWeight: 100,
+  /** Canary's initial candidate share (capped by maxCandidateWeight). */
+  canaryInitialCandidateWeight: 10,
+  maxCandidateWeightIncrement: 100,
+  /** Canary (not BlueGreen) grows the candidate by at most this much per iteration. */
+  canaryMaxCandidateWeightIncrement: 20,
+  intervalSeconds: 10,
+  maxIterations: 30,
+  promote: true,
+  preferredDirection: 'High',
+} as const;
+
+const NAME_RE = /^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$/i;
+const NAME_RULE = 'letters, digits, "-", "_" and "." starting and ending with a letter or digit';
+const MAX_NAME = 63;
+const MAX_INTERVAL_SECONDS = 86_400; // setTimeout overflows (and fires at once) past ~24.8 days
+const MAX_ITERATIONS = 10_000;
+const MAX_SEED = 0xffff_ffff;
+const REWARD_METRICS = ['conversion-rate', 'reward-mean'] as const;
+const DIRECTIONS = ['High', 'Low'] as const;
+const RATE_METRICS: readonly string[] = ['error-rate', 'mirror-mismatch-rate', 'conversion-rate'];
+const COUNT_METRICS: readonly string[] = ['request-count', 'error-count'];
+
+const TOP_KEYS = ['kind', 'name', 'spec'];
+const SPEC_KEYS = [
+  'route', 'versions', 'testingPattern', 'deploymentPattern', 'algorithm', 'criteria',
+  'weights', 'duration', 'promote', 'seed', 'metrics', 'tasks',
+];
+
+/** What each testing pattern needs (PRODUCT.md, Experiments; docs/experiments.md). */
+const PATTERN_RULES: Record<TestingPattern, { min: number; max: number; reward: boolean; objectives: boolean }> = {
+  Conformance: { min: 1, max: 1, reward: false, objectives: true },
+  Canary: { min: 2, max: 2, reward: false, objectives: true },
+  'A/B': { min: 2, max: 2, reward: true, objectives: false },
+  'A/B/n': { min: 2, max: Infinity, reward: true, objectives: false },
+  Hybrid: { min: 2, max: Infinity, reward: true, objectives: true },
+};
+
+// ---------------------------------------------------------------- entry points
+
+/** Parses YAML (or JSON) text and validates it. */
+export function parseExperiment(text: string): ExperimentDoc {
+  return parseNamed(text, 'experiment');
+}
+
+/** Reads, parses and validates an experiment file. */
+export function loadExperimentFile(file: string): ExperimentDoc {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    throw new SluiceError('SLUICE_CONFIG_READ', `cannot read ${file}: ${osReason(err)}`);
+  }
+  return parseNamed(text, file);
+}
+
+/** Validates an already-parsed document; throws one SLUICE_EXPERIMENT_INVALID listing every problem. */
+export function validateExperiment(raw: unknown): ExperimentDoc {
+  const p = new Problems();
+  const doc = readDoc(p, raw);
+  if (p.list.length > 0) {
+    throw new SluiceError('SLUICE_EXPERIMENT_INVALID', `experiment has ${plural(p.list.length, 'problem')}`, p.list);
+  }
+  return deepFreeze(doc);
+}
+
+/** The default seed: 32-bit FNV-1a of the name, so an experiment reproduces run after run. */
+export function defaultSeed(name: string): number {
+  let h = 0x811c9dc5;
+  for (const byte of Buffer.from(name, 'utf8')) {
+    h ^= byte;
+    h = Math.imul(h, 0x01000193);
+  }
+  return h >>> 0;
+}
+
+function parseNamed(text: string, label: string): ExperimentDoc {
+  const doc = parseDocument(text);
+  if (doc.errors.length > 0) {
+    const n = doc.errors.length;
+    throw new SluiceError('SLUICE_EXPERIMENT_INVALID', `${label} is not valid YAML or JSON (${plural(n, 'problem')})`, doc.errors.map(yamlDetail));
+  }
+  return validateExperiment(doc.toJS());
+}
+
+// ---------------------------------------------------------------- problems
+
+class Problems {
+  readonly list: ErrorDetail[] = [];
+
+  add(path: string, message: string): void {
+    this.list.push({ path, message });
+  }
+
+  /** Records a problem and yields a stand-in value so validation can go on. */
+  reject<T>(path: string, message: string, standIn: T): T {
+    this.add(path, message);
+    return standIn;
+  }
+
+  /** Whether `path` (or something under it) was already reported: follow-on rules stay quiet. */
+  has(path: string): boolean {
+    return this.list.some((d) => d.path === path || d.path.startsWith(`${path}.`) || d.path.startsWith(`${path}[`));
+  }
+}
+
+// ---------------------------------------------------------------- document
+
+/** Never escapes: validation throws whenever it is used. */
+const PLACEHOLDER_SPEC: ExperimentSpec = {
+  route: '', versions: [], testingPattern: 'Canary', deploymentPattern: 'Progressive', algorithm: 'thompson',
+  criteria: { objectives: [], reward: null, confidence: 0.95, minSamples: 100 },
+  weights: { initial: {}, maxCandidateWeight: 100, maxCandidateWeightIncrement: 100 },
+  duration: { intervalSeconds: 10, maxIterations: 30 }, promote: true, seed: 0,
+};
+
+function readDoc(p: Problems, raw: unknown): ExperimentDoc {
+  // An empty document parses to null; treating it as {} yields the useful "required" lines.
+  const top = raw == null ? {} : mapping(p, raw, '', TOP_KEYS);
+  if (!top) return { kind: 'Experiment', name: '', spec: PLACEHOLDER_SPEC };
+  if (top.kind == null) p.add('kind', 'required (kind: Experiment)');
+  else if (top.kind !== 'Experiment') expected(p, 'kind', '"Experiment"', top.kind, null);
+  const name = readName(p, top.name, 'name', MAX_NAME);
+  const spec = top.spec == null ? p.reject('spec', 'required', PLACEHOLDER_SPEC) : readSpec(p, top.spec, name);
+  return { kind: 'Experiment', name, spec };
+}
+
+function readSpec(p: Problems, v: unknown, name: string): ExperimentSpec {
+  const o = mapping(p, v, 'spec', SPEC_KEYS);
+  if (!o) return PLACEHOLDER_SPEC;
+  const route = readName(p, o.route, 'spec.route');
+  const versions = readVersions(p, o.versions, 'spec.versions');
+  const testingPattern =
+    o.testingPattern == null
+      ? p.reject('spec.testingPattern', `required: one of ${TESTING_PATTERNS.join(', ')}`, null)
+      : readEnum(p, o.testingPattern, 'spec.testingPattern', TESTING_PATTERNS, null);
+  const deploymentPattern = readEnum(p, o.deploymentPattern, 'spec.deploymentPattern', DEPLOYMENT_PATTERNS, null);
+  const dp = deploymentPattern ?? EXPERIMENT_DEFAULTS.deploymentPattern;
+  // An invalid deploymentPattern was reported; rules that depend on it stay quiet.
+  const dpKnown = deploymentPattern !== null || o.deploymentPattern == null;
+  const algorithm = readEnum(p, o.algorithm, 'spec.algorithm', ALGORITHMS, null);
+  if (o.algorithm != null && dpKnown && dp !== 'Progressive') {
+    p.add('spec.algorithm', `algorithm applies to Progressive only (deploymentPattern is ${dp})`);
+  }
+  const criteria = readCriteria(p, o.criteria, 'spec.criteria', versions.length);
+  checkPattern(p, testingPattern, dpKnown ? dp : null, versions.length, criteria);
+  const promote = readBool(p, o.promote, 'spec.promote', EXPERIMENT_DEFAULTS.promote);
+  if (promote === false && dpKnown && dp !== 'FixedSplit') {
+    p.add('spec.promote', `promote: false applies to FixedSplit only (${dp} always promotes the winner)`);
+  }
+  readUnsupported(p, o.metrics, o.tasks);
+  return {
+    route,
+    versions,
+    testingPattern: testingPattern ?? 'Canary',
+    deploymentPattern: dp,
+    algorithm: algorithm ?? EXPERIMENT_DEFAULTS.algorithm,
+    criteria,
+    weights: readWeights(p, o.weights, 'spec.weights', versions, testingPattern, dp),
+    duration: readDuration(p, o.duration, 'spec.duration'),
+    promote,
+    seed: o.seed == null ? defaultSeed(name) : readInt(p, o.seed, 'spec.seed', 0, 0, MAX_SEED),
+  };
+}
+
+/** The rules that tie the testing and deployment patterns to the versions and criteria. */
+function checkPattern(
+  p: Problems,
+  tp: TestingPattern | null,
+  dp: DeploymentPattern | null,
+  versionCount: number,
+  criteria: Criteria,
+): void {
+  // No versions means "required" was reported already; counting them would only add noise.
+  const counted = versionCount > 0;
+  // A criteria that is not a mapping, or a broken reward/objectives list, was reported already.
+  const criteriaBroken = p.list.some((d) => d.path === 'spec.criteria');
+  if (tp !== null) {
+    const rule = PATTERN_RULES[tp];
+    if (counted && (versionCount < rule.min || versionCount > rule.max)) {
+      const want = rule.min === rule.max ? `exactly ${rule.min}` : `at least ${rule.min}`;
+      const what = rule.min === 1 && rule.max === 1 ? 'version' : 'versions (the first is the baseline)';
+      p.add('spec.versions', `${tp} needs ${want} ${what}, got ${versionCount}`);
+    }
+    if (rule.reward && criteria.reward === null && !criteriaBroken && !p.has('spec.criteria.reward')) {
+      p.add('spec.criteria.reward', `${tp} needs a reward (the metric that picks the winner)`);
+    }
+    if (rule.objectives && criteria.objectives.length === 0 && !criteriaBroken && !p.has('spec.criteria.objectives')) {
+      p.add('spec.criteria.objectives', `${tp} needs at least one objective (otherwise there is nothing to judge)`);
+    }
+  }
+  if (dp === 'BlueGreen' && counted && versionCount !== 2) {
+    p.add('spec.deploymentPattern', `BlueGreen needs exactly 2 versions (blue = baseline, green = candidate), got ${versionCount}`);
+  }
+}
+
+// ---------------------------------------------------------------- versions
+
+function readVersions(p: Problems, v: unknown, path: string): ExperimentVersion[] {
+  if (v == null || (Array.isArray(v) && v.length === 0)) return p.reject(path, 'at least one version is required (the first is the baseline)', []);
+  if (!Array.isArray(v)) return expected(p, path, 'a list of versions', v, []);
+  const versions = v.map((x, i) => readVersion(p, x, index(path, i)));
+  const seen = new Set<string>();
+  versions.forEach((x, i) => {
+    if (x.name !== '' && seen.has(x.name)) p.add(`${index(path, i)}.name`, `duplicate version name ${JSON.stringify(x.name)}`);
+    seen.add(x.name);
+  });
+  return versions;
+}
+
+function readVersion(p: Problems, v: unknown, path: string): ExperimentVersion {
+  const o = mapping(p, v, path, ['name', 'url']);
+  if (!o) return { name: '', url: null };
+  return { name: readName(p, o.name, join(path, 'name')), url: readUrl(p, o.url, join(path, 'url')) };
+}
+
+/** Validated but stored as written: the proxy's route config normalizes it when the version is added. */
+function readUrl(p: Problems, v: unknown, path: string): string | null {
+  if (v == null) return null;
+  const what = 'an absolute http: or https: URL such as http://127.0.0.1:3002';
+  if (typeof v !== 'string') return expected(p, path, what, v, null);
+  let u: URL;
+  try {
+    u = new URL(v);
+  } catch {
+    return expected(p, path, what, v, null);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return p.reject(path, `expected an http: or https: URL, got ${u.protocol}`, null);
+  if (u.username || u.password) return p.reject(path, 'must not contain credentials', null);
+  if (u.search || u.hash || /[?#]/.test(v)) return p.reject(path, 'must not have a query or fragment', null);
+  return v;
+}
+
+// ---------------------------------------------------------------- criteria
+
+function readCriteria(p: Problems, v: unknown, path: string, versionCount: number): Criteria {
+  const o = optMapping(p, v, path, ['objectives', 'reward', 'confidence', 'minSamples']);
+  const objectivesPath = join(path, 'objectives');
+  const objectives = optList(p, o.objectives, objectivesPath, 'a list of objectives')
+    .map(([x, at]) => readObjective(p, x, at, versionCount))
+    .filter((x): x is Objective => x !== null);
+  const confidencePath = join(path, 'confidence');
+  let confidence: number = EXPERIMENT_DEFAULTS.confidence;
+  if (o.confidence != null) {
+    if (typeof o.confidence === 'number' && o.confidence > 0.5 && o.confidence < 1) confidence = o.confidence;
+    else expected(p, confidencePath, 'a number between 0.5 and 1 (exclusive), such as 0.95', o.confidence, null);
+  }
+  return {
+    objectives,
+    reward: o.reward == null ? null : readReward(p, o.reward, join(path, 'reward')),
+    confidence,
+    minSamples: readInt(p, o.minSamples, join(path, 'minSamples'), EXPERIMENT_DEFAULTS.minSamples, 1, Number.MAX_SAFE_INTEGER),
+  };
+}
+
+function readObjective(p: Problems, v: unknown, path: string, versionCount: number): Objective | null {
+  const o = mapping(p, v, path, ['metric', 'upperLimit', 'lowerLimit', 'relativeTo']);
+  if (!o) return null;
+  const metric =
+    o.metric == null
+      ? p.reject(join(path, 'metric'), `required: one of ${BUILTIN_METRICS.join(', ')}`, null)
+      : readEnum(p, o.metric, join(path, 'metric'), BUILTIN_METRICS, null);
+  let relativeTo: 'baseline' | null = null;
+  if (o.relativeTo != null) {
+    if (o.relativeTo !== 'baseline') expected(p, join(path, 'relativeTo'), '"baseline"', o.relativeTo, null);
+    else {
+      relativeTo = 'baseline';
+      if (versionCount === 1) p.add(join(path, 'relativeTo'), 'relativeTo: baseline needs at least 2 versions (a candidate to compare with the baseline)');
+    }
+  }
+  const upperLimit = readLimit(p, o.upperLimit, join(path, 'upperLimit'), metric, relativeTo);
+  const lowerLimit = readLimit(p, o.lowerLimit, join(path, 'lowerLimit'), metric, relativeTo);
+  if (o.upperLimit == null && o.lowerLimit == null) p.add(path, 'needs upperLimit, lowerLimit or both');
+  if (upperLimit !== null && lowerLimit !== null && lowerLimit >= upperLimit) {
+    p.add(join(path, 'lowerLimit'), `must be less than upperLimit (${upperLimit}), got ${lowerLimit}`);
+  }
+  return { metric: metric ?? 'error-rate', upperLimit, lowerLimit, relativeTo };
+}
+
+function readLimit(p: Problems, v: unknown, path: string, metric: BuiltinMetric | null, relativeTo: 'baseline' | null): number | null {
+  if (v == null) return null;
+  if (typeof v !== 'number' || !Number.isFinite(v)) return expected(p, path, 'a finite number', v, null);
+  if (relativeTo === 'baseline') {
+    if (v > 0) return v;
+    return p.reject(path, `a limit relative to the baseline is a factor and must be > 0 (1.2 = 20% above the baseline), got ${v}`, null);
+  }
+  if (metric !== null && RATE_METRICS.includes(metric) && (v < 0 || v > 1)) {
+    return p.reject(path, `${metric} is a rate: the limit must be within 0..1 (0.01 = 1%), got ${v}`, null);
+  }
+  if (metric !== null && metric.startsWith('latency-') && v < 0) return p.reject(path, `a latency limit is milliseconds >= 0, got ${v}`, null);
+  if (metric !== null && COUNT_METRICS.includes(metric) && v < 0) return p.reject(path, `a count limit must be >= 0, got ${v}`, null);
+  return v;
+}
+
+function readReward(p: Problems, v: unknown, path: string): Reward | null {
+  const o = mapping(p, v, path, ['metric', 'preferredDirection']);
+  if (!o) return null;
+  const metricPath = join(path, 'metric');
+  const metric =
+    o.metric == null
+      ? p.reject(metricPath, `required: one of ${REWARD_METRICS.join(', ')}`, null)
+      : readEnum(p, o.metric, metricPath, REWARD_METRICS, null);
+  const preferredDirection = readEnum(p, o.preferredDirection, join(path, 'preferredDirection'), DIRECTIONS, null);
+  return metric === null ? null : { metric, preferredDirection: preferredDirection ?? EXPERIMENT_DEFAULTS.preferredDirection };
+}
+
+// ---------------------------------------------------------------- weights, duration, unsupported sections
+
+function readWeights(
+  p: Problems,
+  v: unknown,
+  path: string,
+  versions: readonly ExperimentVersion[],
+  tp: TestingPattern | null,
+  dp: DeploymentPattern,
+): WeightsSpec {
+  const o = optMapping(p, v, path, ['initial', 'maxCandidateWeight', 'maxCandidateWeightIncrement']);
+  const maxPath = join(path, 'maxCandidateWeight');
+  const maxCandidateWeight = readInt(p, o.maxCandidateWeight, maxPath, EXPERIMENT_DEFAULTS.maxCandidateWeight, 0, 100);
+  const incrementDefault =
+    tp === 'Canary' && dp !== 'BlueGreen'
+      ? EXPERIMENT_DEFAULTS.canaryMaxCandidateWeightIncrement
+      : EXPERIMENT_DEFAULTS.maxCandidateWeightIncrement;
+  const maxCandidateWeightIncrement = readInt(p, o.maxCandidateWeightIncrement, join(path, 'maxCandidateWeightIncrement'), incrementDefault, 1, 100);
+  // Versions with an invalid name were reported already; listing them as "known" would confuse.
+  const names = [...new Set(versions.map((x) => x.name).filter((n) => n !== ''))];
+  const fallback = defaultInitial(names, tp, dp, maxCandidateWeight);
+  const initialPath = join(path, 'initial');
+  if (o.initial == null || names.length === 0) return { initial: fallback, maxCandidateWeight, maxCandidateWeightIncrement };
+  // The same check as `PUT /routes/NAME/weights`: known versions, integers 0..100, sum 100, missing = 0.
+  const result = validateWeights({ versions: names.map((name) => ({ name, url: '', basePath: '' })) }, o.initial, initialPath);
+  if ('errors' in result) {
+    for (const e of result.errors) p.add(e.path, e.message);
+    return { initial: fallback, maxCandidateWeight, maxCandidateWeightIncrement };
+  }
+  if (!p.has(maxPath)) {
+    for (const name of names.slice(1)) {
+      const w = result.weights[name] ?? 0;
+      if (w > maxCandidateWeight) p.add(join(initialPath, name), `candidate weight ${w} exceeds maxCandidateWeight (${maxCandidateWeight})`);
+    }
+  }
+  return { initial: result.weights, maxCandidateWeight, maxCandidateWeightIncrement };
+}
+
+/**
+ * Conformance and BlueGreen: all to the baseline. Canary: 10 to the candidate.
+ * A/B, A/B/n, Hybrid: an equal split, the remainder to the baseline (34/33/33).
+ * A candidate never gets more than maxCandidateWeight; the rest goes to the baseline.
+ */
+function defaultInitial(names: readonly string[], tp: TestingPattern | null, dp: DeploymentPattern, max: number): Record<string, number> {
+  const n = names.length;
+  let share = 0;
+  if (dp === 'BlueGreen' || tp === null || tp === 'Conformance') share = 0;
+  else if (tp === 'Canary') share = EXPERIMENT_DEFAULTS.canaryInitialCandidateWeight;
+  else share = Math.floor(100 / Math.max(n, 1));
+  share = Math.min(share, max);
+  const out: Record<string, number> = {};
+  names.forEach((name, i) => {
+    out[name] = i === 0 ? 100 - share * (n - 1) : share;
+  });
+  return out;
+}
+
+function readDuration(p: Problems, v: unknown, path: string): ExperimentSpec['duration'] {
+  const o = optMapping(p, v, path, ['intervalSeconds', 'maxIterations']);
+  const intervalPath = join(path, 'intervalSeconds');
+  let intervalSeconds: number = EXPERIMENT_DEFAULTS.intervalSeconds;
+  if (o.intervalSeconds != null) {
+    const s = o.intervalSeconds;
+    if (typeof s === 'number' && s > 0 && s <= MAX_INTERVAL_SECONDS) intervalSeconds = s;
+    else expected(p, intervalPath, `a number of seconds > 0 and <= ${MAX_INTERVAL_SECONDS} (fractions allowed)`, s, null);
+  }
+  return {
+    intervalSeconds,
+    maxIterations: readInt(p, o.maxIterations, join(path, 'maxIterations'), EXPERIMENT_DEFAULTS.maxIterations, 1, MAX_ITERATIONS),
+  };
+}
+
+/** `metrics` and `tasks` are reserved for later (see the issues): only empty ones are accepted. */
+function readUnsupported(p: Problems, metrics: unknown, tasks: unknown): void {
+  if (metrics != null) {
+    if (!Array.isArray(metrics)) expected(p, 'spec.metrics', 'an empty list', metrics, null);
+    else if (metrics.length > 0) p.add('spec.metrics', `custom metrics are not supported yet (built-in: ${BUILTIN_METRICS.join(', ')})`);
+  }
+  const o = optMapping(p, tasks, 'spec.tasks', ['start', 'finish']);
+  for (const key of ['start', 'finish'] as const) {
+    const list = o[key];
+    if (list == null) continue;
+    if (!Array.isArray(list)) expected(p, `spec.tasks.${key}`, 'an empty list', list, null);
+    else if (list.length > 0) p.add(`spec.tasks.${key}`, 'tasks are not supported yet');
+  }
+}
+
+// ---------------------------------------------------------------- scalar readers
+
+function readName(p: Problems, v: unknown, path: string, maxLength = Infinity): string {
+  if (v == null) return p.reject(path, 'required', '');
+  if (typeof v !== 'string' || !NAME_RE.test(v)) {
+    const hint = typeof v === 'number' || typeof v === 'boolean' ? ` (quote it: "${String(v)}")` : '';
+    return p.reject(path, `expected a name of ${NAME_RULE}, got ${describe(v)}${hint}`, '');
+  }
+  if (v.length > maxLength) return p.reject(path, `must be at most ${maxLength} characters, got ${v.length}`, '');
+  return v;
+}
+
+function readEnum<T extends string, F>(p: Problems, v: unknown, path: string, allowed: readonly T[], standIn: F): T | F {
+  if (v == null) return standIn;
+  if (typeof v === 'string' && (allowed as readonly string[]).includes(v)) return v as T;
+  return expected(p, path, `one of ${allowed.join(', ')}`, v, standIn);
+}
+
+function readInt(p: Problems, v: unknown, path: string, fallback: number, min: number, max: number): number {
+  if (v == null) return fallback;
+  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max) return v;
+  const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `${min}..${max}`;
+  return expected(p, path, `an integer ${range}`, v, fallback);
+}
+
+function readBool(p: Problems, v: unknown, path: string, fallback: boolean): boolean {
+  if (v == null) return fallback;
+  if (typeof v === 'boolean') return v;
+  return expected(p, path, 'true or false', v, fallback);
+}
+
+// ---------------------------------------------------------------- structure helpers
+
+function isObj(v: unknown): v is Obj {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
+  const proto: unknown = Object.getPrototypeOf(v);
+  return proto === Object.prototype || proto === null;
+}
+
+/** A mapping with a closed set of keys; null (after reporting) when `v` is not a mapping. */
+function mapping(p: Problems, v: unknown, path: string, allowed: readonly string[]): Obj | null {
+  if (!isObj(v)) return expected(p, path, 'a mapping', v, null);
+  for (const key of Object.keys(v)) {
+    if (!allowed.includes(key)) p.add(join(path, key), `unknown field (allowed: ${allowed.join(', ')})`);
+  }
+  return v;
+}
+
+/** Like `mapping`, but absent means "all defaults". */
+function optMapping(p: Problems, v: unknown, path: string, allowed: readonly string[]): Obj {
+  return v == null ? {} : (mapping(p, v, path, allowed) ?? {});
+}
+
+function optList(p: Problems, v: unknown, path: string, what: string): Array<[unknown, string]> {
+  if (v == null) return [];
+  if (!Array.isArray(v)) return expected(p, path, what, v, []);
+  return v.map((x, i) => [x, index(path, i)]);
+}
+
+/** "expected X, got Y": every type error names both. */
+function expected<T>(p: Problems, path: string, what: string, got: unknown, standIn: T): T {
+  return p.reject(path, `expected ${what}, got ${describe(got)}`, standIn);
+}
+
+function describe(v: unknown): string {
+  if (typeof v === 'string') return `string ${JSON.stringify(v)}`;
+  if (typeof v === 'number' || typeof v === 'boolean') return `${typeof v} ${String(v)}`;
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'a list';
+  if (isObj(v)) return 'a mapping';
+  return typeof v;
+}
+
+function join(path: string, key: string): string {
+  return path ? `${path}.${key}` : key;
+}
+
+function index(path: string, i: number): string {
+  return `${path}[${i}]`;
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+function yamlDetail(e: YAMLError): ErrorDetail {
+  // yaml appends "at line L, column C:" and a source excerpt; keep the reason and report L:C compactly.
+  const reason = e.message.split(/ at line \d+, column \d+/)[0] ?? e.message;
+  const pos = e.linePos?.[0];
+  return { path: '', message: pos ? `${pos.line}:${pos.col}: ${reason}` : reason };
+}
+
+function osReason(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  // "ENOENT: no such file or directory, open 'x'" → "no such file or directory (ENOENT)"
+  const m = /^[A-Z]+: ([^,]+)/.exec(e.message ?? '');
+  return m?.[1] && e.code ? `${m[1]} (${e.code})` : String(e.message ?? err);
+}
+
+function deepFreeze<T>(v: T): T {
+  if (typeof v !== 'object' || v === null || Object.isFrozen(v)) return v;
+  for (const x of Object.values(v)) deepFreeze(x);
+  return Object.freeze(v);
+}
