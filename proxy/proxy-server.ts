@@ -136,6 +136,10 @@ export class ProxyServer {
       exposeHeadRoutes: false,
     });
     app.server.headersTimeout = p.headersTimeoutMs;
+    // Node enforces headersTimeout/requestTimeout only when it sweeps connections, every 30 s
+    // by default: a slow-header client would hold a socket up to 30 s past its timeout.
+    const limits = [p.headersTimeoutMs, p.requestTimeoutMs].filter((ms) => ms > 0);
+    (app.server as { connectionsCheckingInterval?: number }).connectionsCheckingInterval = Math.min(1000, ...limits);
     // Bodies are streamed to the upstream untouched: no parsing, no size limit of fastify's.
     app.removeAllContentTypeParsers();
     app.addContentTypeParser('*', (_req, _payload, done) => done(null));
