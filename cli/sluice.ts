@@ -5,6 +5,7 @@ import { Command, Option } from 'commander';
 import { formatDetails, SluiceError } from '../common/errors.js';
 import { createLogger } from '../common/logger.js';
 import { loadConfig } from '../proxy/config.js';
+import { registerClientCommands } from './commands/index.js';
 import { runSluice } from './run-sluice.js';
 
 const program = new Command()
@@ -52,13 +53,17 @@ program
 
 program
   .command('demo')
-  .description('start three sample versions, Sluice and synthetic load, and show what each version does')
-  .option('--duration <seconds>', 'how long the load runs', '20')
-  .option('--keep', 'keep serving after the demo ends')
-  .action(async (opts: { duration: string; keep?: boolean }) => {
+  .description('three sample versions, Sluice, an A/B/n + SLO experiment and synthetic load, live, to the verdict')
+  .option('--qps <n>', 'synthetic requests per second', '150')
+  .option('--interval <seconds>', 'seconds per iteration', '2')
+  .option('--keep', 'keep serving after the experiment ends')
+  .action(async (opts: { qps: string; interval: string; keep?: boolean }) => {
     const { runDemo } = await import('../demo/demo.js');
-    await runDemo({ durationSeconds: Number(opts.duration), keep: opts.keep === true });
+    const final = await runDemo({ qps: Number(opts.qps), intervalSeconds: Number(opts.interval), keep: opts.keep === true });
+    process.exitCode = final.state === 'Completed' ? 0 : 1;
   });
+
+registerClientCommands(program);
 
 try {
   await program.parseAsync(process.argv);

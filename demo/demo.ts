@@ -1,106 +1,152 @@
 /**
  * `sluice demo` (`npm start`): three sample versions on loopback, Sluice
- * all-in-one in front of them, synthetic load through Sluice, and a live
- * per-version view of what the proxy measures.
+ * all-in-one in front of them, a Hybrid (A/B/n + SLO) experiment and
+ * synthetic load. Prints a line per iteration and ends with the verdict:
+ * v2 (better conversion) wins, v3 (higher error rate) is rolled back.
  */
 import { Pool } from 'undici';
 import { createLogger } from '../common/logger.js';
-import { seededRandom } from '../common/random.js';
 import { validateConfig } from '../proxy/config.js';
-import { describeVersionStats } from '../admin/routes-api.js';
-import { runSluice } from '../cli/run-sluice.js';
+import { runSluice, type RunningSluice } from '../cli/run-sluice.js';
+import type { ExperimentStatus } from '../control/lifecycle.js';
+import { validateExperiment } from '../control/spec.js';
 import { startSampleApp, type SampleApp } from './sample-app.js';
 
 export interface DemoOptions {
-  readonly durationSeconds: number;
   readonly keep: boolean;
-  /** Print a table every this many ms. */
-  readonly reportEveryMs?: number;
+  /** Requests per second of synthetic load. */
+  readonly qps?: number;
+  readonly intervalSeconds?: number;
   readonly out?: (line: string) => void;
 }
 
-export async function runDemo(opts: DemoOptions): Promise<void> {
+const EXPERIMENT = 'checkout-abn';
+
+export async function runDemo(opts: DemoOptions): Promise<ExperimentStatus> {
   const out = opts.out ?? ((l: string) => process.stdout.write(l + '\n'));
   const apps: SampleApp[] = await Promise.all([
     startSampleApp({ name: 'v1', latencyMs: 8, errorRate: 0.002, conversionRate: 0.05, seed: 1 }),
-    startSampleApp({ name: 'v2', latencyMs: 10, errorRate: 0.002, conversionRate: 0.08, seed: 2 }),
+    startSampleApp({ name: 'v2', latencyMs: 9, errorRate: 0.002, conversionRate: 0.08, seed: 2 }),
     startSampleApp({ name: 'v3', latencyMs: 8, errorRate: 0.06, conversionRate: 0.05, seed: 3 }),
   ]);
   const config = validateConfig({
     listen: '127.0.0.1:8080',
     admin: { listen: '127.0.0.1:9901' },
     logLevel: 'warn',
-    routes: [
-      {
-        name: 'shop',
-        versions: apps.map((a) => ({ name: a.name, url: a.url })),
-        weights: { v1: 80, v2: 10, v3: 10 },
-        rules: [{ match: { headers: { 'x-canary': 'true' } }, version: 'v2' }],
-        sticky: { header: 'x-user-id' },
-        mirror: [{ version: 'v3', percent: 10, compare: true }],
-      },
-    ],
+    routes: [{ name: 'checkout', versions: apps.map((a) => ({ name: a.name, url: a.url })), weights: { v1: 100 } }],
   });
-  const log = createLogger(config.logLevel);
-  const sluice = await runSluice(config, log);
-  out(`Sluice is proxying ${sluice.trafficUrl} → v1 ${apps[0]!.url}, v2 ${apps[1]!.url}, v3 ${apps[2]!.url}`);
-  out(`admin API: ${sluice.adminUrl}  (try: curl ${sluice.adminUrl}/stats, curl ${sluice.adminUrl}/metrics)`);
-  out('route "shop": weights v1=80 v2=10 v3=10, sticky on x-user-id, x-canary: true → v2, 10% mirrored to v3\n');
+  const sluice = await runSluice(config, createLogger(config.logLevel));
+  out(`Sluice: traffic ${sluice.trafficUrl}, admin ${sluice.adminUrl}`);
+  out(`versions: v1 ${apps[0]!.url} (current), v2 ${apps[1]!.url}, v3 ${apps[2]!.url}`);
 
-  const load = startLoad(sluice.trafficUrl, 40);
-  const every = opts.reportEveryMs ?? 2000;
-  const started = Date.now();
-  const endAt = started + opts.durationSeconds * 1000;
-  let shifted = false;
-  while (Date.now() < endAt) {
-    await new Promise((r) => setTimeout(r, Math.min(every, endAt - Date.now())));
-    // Halfway through, move weights the way an experiment would, to show sticky users staying put.
-    if (!shifted && Date.now() - started > (opts.durationSeconds * 1000) / 2) {
-      shifted = true;
-      sluice.proxy.setWeights('shop', { v1: 50, v2: 50, v3: 0 }, 'demo');
-      out('→ weights moved to v1=50 v2=50 v3=0 (only the moved share of sticky users changes version)');
+  const doc = validateExperiment({
+    kind: 'Experiment',
+    name: EXPERIMENT,
+    spec: {
+      route: 'checkout',
+      versions: [{ name: 'v1' }, { name: 'v2' }, { name: 'v3' }],
+      testingPattern: 'Hybrid',
+      deploymentPattern: 'Progressive',
+      algorithm: 'thompson',
+      criteria: {
+        objectives: [
+          { metric: 'error-rate', upperLimit: 0.02 },
+          { metric: 'latency-p95', upperLimit: 100 },
+        ],
+        reward: { metric: 'conversion-rate', preferredDirection: 'High' },
+        confidence: 0.95,
+        minSamples: 100,
+      },
+      // Progressive delivery: candidates gain at most 25 points of traffic per iteration.
+      weights: { maxCandidateWeightIncrement: 25 },
+      duration: { intervalSeconds: opts.intervalSeconds ?? 2, maxIterations: 40 },
+    },
+  });
+  out(`experiment ${EXPERIMENT}: Hybrid A/B/n, reward conversion-rate, SLOs error-rate <= 2% and latency-p95 <= 100 ms`);
+  out(`(follow along: curl ${sluice.adminUrl}/experiments/${EXPERIMENT} · curl ${sluice.adminUrl}/metrics)\n`);
+  await sluice.scheduler.apply(doc);
+
+  const load = startLoad(sluice.trafficUrl, opts.qps ?? 150);
+  let final: ExperimentStatus;
+  let shown = 0;
+  const rolledBack = new Set<string>();
+  for (;;) {
+    await new Promise((r) => setTimeout(r, 100));
+    const { status } = await sluice.scheduler.get(EXPERIMENT);
+    for (; shown < status.history.length; shown++) {
+      const h = status.history[shown]!;
+      out(iterationLine(h.iteration, doc.spec.duration.maxIterations, h.weights, h.versions));
+      for (const [v, vs] of Object.entries(h.versions)) {
+        if (vs.verdict === 'infeasible' && !rolledBack.has(v)) {
+          rolledBack.add(v);
+          out(`  ↳ ${v} violates its SLOs: rolled back to 0% at once`);
+        }
+      }
     }
-    printTable(sluice, out, ((Date.now() - started) / 1000).toFixed(0));
+    if (['Completed', 'Failed', 'Aborted'].includes(status.state)) {
+      final = status;
+      break;
+    }
   }
   await load.stop();
-  out(`\nsent ${load.sent} requests through Sluice (${load.failed} failed at the client).`);
+  out(`\n${final.state}: ${final.winner ? `winner ${final.winner}` : 'no winner'} — ${final.reason}`);
+  out(`traffic now: ${fmtWeights(final.weights)}  (${load.sent} requests sent, ${load.failed} failed at the client)`);
   if (opts.keep) {
-    out(`still serving on ${sluice.trafficUrl}; Ctrl-C to stop`);
+    out(`\nstill serving on ${sluice.trafficUrl}; Ctrl-C to stop`);
     await new Promise<void>((resolve) => process.once('SIGINT', () => resolve()));
   }
+  await stop(sluice, apps);
+  return final;
+}
+
+async function stop(sluice: RunningSluice, apps: SampleApp[]): Promise<void> {
   await sluice.close();
   await Promise.all(apps.map((a) => a.close()));
 }
 
-function printTable(sluice: Awaited<ReturnType<typeof runSluice>>, out: (l: string) => void, t: string): void {
-  const st = sluice.proxy.route('shop');
-  const rows = st.route.versions.map((v) => {
-    const s = describeVersionStats(v.stats.snapshot(), false);
-    const conv = s.requests > 0 ? (100 * s.rewards) / s.requests : 0;
-    return `  ${v.name}  weight ${String(st.weights[v.name]).padStart(3)}%  requests ${String(s.requests).padStart(6)}  errors ${(100 * (s.errorRate ?? 0)).toFixed(2).padStart(5)}%  p95 ${String(s.latencyMs.p95 ?? '-').padStart(7)} ms  conversion ${conv.toFixed(2).padStart(5)}%  mirrored ${s.mirror.ok + s.mirror.mismatch + s.mirror.error}`;
-  });
-  out(`t=${t}s\n${rows.join('\n')}`);
+function fmtWeights(w: Readonly<Record<string, number>>): string {
+  return Object.entries(w)
+    .map(([v, p]) => `${v}=${p}%`)
+    .join(' ');
 }
 
-/** A closed-loop load of `concurrency` workers, each with its own sticky user id. */
-function startLoad(url: string, concurrency: number) {
-  const pool = new Pool(url, { connections: concurrency });
-  const rand = seededRandom(42);
-  let running = true;
-  const state = { sent: 0, failed: 0 };
-  const worker = async () => {
-    while (running) {
-      const user = `user-${Math.floor(rand() * 5000)}`;
-      try {
-        const r = await pool.request({ path: '/checkout', method: 'GET', headers: { 'x-user-id': user } });
-        await r.body.dump();
-        state.sent++;
-      } catch {
-        state.failed++;
-      }
+function iterationLine(
+  i: number,
+  max: number,
+  weights: Readonly<Record<string, number>>,
+  versions: ExperimentStatus['versions'],
+): string {
+  const cells = Object.entries(versions).map(([v, s]) => {
+    const err = s.metrics['error-rate'];
+    const conv = s.metrics['conversion-rate'];
+    const mark = s.verdict === 'feasible' ? '✓' : s.verdict === 'infeasible' ? '✗' : '?';
+    const pct = (x: number | null | undefined) => (x == null ? '  -  ' : `${(100 * x).toFixed(1).padStart(4)}%`);
+    return `${v} ${mark} ${String(s.samples).padStart(5)} req err ${pct(err)} conv ${pct(conv)} P(best) ${s.pBest === null ? ' -  ' : s.pBest.toFixed(2)}`;
+  });
+  return `iter ${String(i).padStart(2)}/${max}  next ${fmtWeights(weights).padEnd(22)} | ${cells.join(' | ')}`;
+}
+
+/** Open-loop load at a fixed rate, so each iteration sees about the same traffic. */
+function startLoad(url: string, qps: number) {
+  const pool = new Pool(url, { connections: 32 });
+  const state = { sent: 0, failed: 0, inFlight: 0 };
+  const tickMs = 20;
+  let carry = 0;
+  const timer = setInterval(() => {
+    carry += (qps * tickMs) / 1000;
+    for (; carry >= 1; carry--) {
+      if (state.inFlight > 500) continue; // the demo's apps are local; this only guards a stall
+      state.inFlight++;
+      pool
+        .request({ path: '/checkout', method: 'GET' })
+        .then((r) => r.body.dump())
+        .then(
+          () => state.sent++,
+          () => state.failed++,
+        )
+        .finally(() => state.inFlight--);
     }
-  };
-  const workers = Array.from({ length: concurrency }, worker);
+  }, tickMs);
   return {
     get sent() {
       return state.sent;
@@ -109,8 +155,8 @@ function startLoad(url: string, concurrency: number) {
       return state.failed;
     },
     async stop() {
-      running = false;
-      await Promise.all(workers);
+      clearInterval(timer);
+      while (state.inFlight > 0) await new Promise((r) => setTimeout(r, 10));
       await pool.close();
     },
   };

@@ -44,7 +44,6 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     readonly route: string,
     readonly version: Version,
     readonly startMs: number,
-    readonly keyless: boolean,
     readonly settings: ForwardSettings,
     /** Set when this request is mirrored: compared shadows need the primary's status and body. */
     readonly mirrors: MirrorPlan | null,
@@ -130,7 +129,7 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   #finish(status: number, failed: boolean): void {
     this.#finished = true;
     const latencyMs = performance.now() - this.startMs;
-    this.version.stats.record(status, latencyMs, this.keyless, failed);
+    this.version.stats.record(status, latencyMs, failed);
     this.settings.onFinish?.(this, latencyMs);
   }
 }

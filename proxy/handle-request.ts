@@ -68,11 +68,12 @@ export function createRequestHandler(ctx: TrafficContext) {
 
     const picked = pick(state, req.headers, url);
     const version = state.route.versions[picked & INDEX_MASK]!;
+    if (picked >= KEYLESS) version.stats.countKeyless();
     const method = req.method!;
     // A body on GET/HEAD has no defined meaning; forwarding its framing could desync the upstream connection.
     const keepBody = method !== 'GET' && method !== 'HEAD' && hasBody(req);
     const mirrors = state.route.mirrors.length === 0 ? null : planMirrors(state.route.mirrors, req, method, url, keepBody);
-    const handler = new ForwardHandler(req, res, state.route.name, version, startMs, picked >= KEYLESS, settings, mirrors);
+    const handler = new ForwardHandler(req, res, state.route.name, version, startMs, settings, mirrors);
     const body = keepBody ? (mirrors?.tee ? req.pipe(mirrors.tee) : req) : null;
     try {
       version.pool.dispatch(

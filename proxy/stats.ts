@@ -71,9 +71,8 @@ export class VersionStats {
   ) {}
 
   /** One finished request. `failed`: the upstream broke after its headers went out. */
-  record(status: number, latencyMs: number, keyless: boolean, failed: boolean): void {
+  record(status: number, latencyMs: number, failed: boolean): void {
     this.requests++;
-    if (keyless) this.keyless++;
     if (status >= 500 || failed) this.errors++;
     this.byStatus[status > 0 && status < STATUS_SLOTS ? status : 0]! += 1;
     this.latencySumMs += latencyMs;
@@ -86,6 +85,15 @@ export class VersionStats {
         break;
       }
     }
+  }
+
+  /**
+   * Counted when the version is *chosen*, not when the request ends: a weight
+   * change then splits the count exactly where the routing changed, which the
+   * per-iteration sample-ratio check relies on.
+   */
+  countKeyless(): void {
+    this.keyless++;
   }
 
   recordUpstreamError(reason: number): void {

@@ -28,6 +28,7 @@ export function createUpgradeHandler(ctx: UpgradeContext) {
     if (url === null || state === null) return refuse(socket, new SluiceError('SLUICE_ROUTE_NOT_FOUND'));
     const picked = pick(state, req.headers, url);
     const version = state.route.versions[versionIndex(picked)]!;
+    if (picked >= KEYLESS) version.stats.countKeyless();
     const target = new URL(version.url);
     const headers = upstreamRequestHeaders(req, false, '');
     headers.push('connection', 'upgrade', 'upgrade', String(req.headers.upgrade ?? 'websocket'));
@@ -41,7 +42,7 @@ export function createUpgradeHandler(ctx: UpgradeContext) {
       agent: false,
     });
     const record = (status: number, failed: boolean) =>
-      version.stats.record(status, performance.now() - startMs, picked >= KEYLESS, failed);
+      version.stats.record(status, performance.now() - startMs, failed);
 
     upReq.on('upgrade', (upRes, upSocket, upHead) => {
       upReq.setTimeout(0);

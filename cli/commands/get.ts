@@ -1,0 +1,81 @@
+/**
+ * Read-only views: `sluice get experiments|routes`, `sluice describe EXP`, `sluice report EXP`.
+ */
+import type { Command } from 'commander';
+import { EXIT, usageError } from '../client.js';
+import { describeText, experimentsTable, reportText, routesTable } from '../format.js';
+import { type ClientOptions, type OutputOptions, print, printJson, runWithClient, withClientOptions, withOutputOption } from './common.js';
+
+const RESOURCES: Readonly<Record<string, 'experiments' | 'routes'>> = {
+  experiments: 'experiments',
+  experiment: 'experiments',
+  exp: 'experiments',
+  routes: 'routes',
+  route: 'routes',
+};
+
+export function registerGetCommands(program: Command): void {
+  withOutputOption(
+    withClientOptions(
+      program
+        .command('get')
+        .description('list experiments or routes as a table (-o json: the raw API response)')
+        .argument('<resource>', 'experiments | routes')
+        .argument('[name]', 'only this one'),
+    ),
+  ).action((resource: string, name: string | undefined, opts: ClientOptions & OutputOptions) =>
+    runWithClient(opts, async (client) => {
+      const what = RESOURCES[resource];
+      if (what === undefined) throw usageError(`cannot get "${resource}": expected experiments or routes`, 'sluice get experiments|routes [NAME] [-o json]');
+      if (what === 'experiments') {
+        const { experiments } = await client.listExperiments();
+        const list = name === undefined ? experiments : experiments.filter((e) => e.name === name);
+        if (name !== undefined && list.length === 0) {
+          // Let the API say it: the same error `describe` gives.
+          await client.getExperiment(name);
+        }
+        if (opts.output === 'json') printJson(name === undefined ? { experiments: list } : list[0]);
+        else print(experimentsTable(list));
+      } else {
+        const routes = name === undefined ? (await client.listRoutes()).routes : [await client.getRoute(name)];
+        if (opts.output === 'json') printJson(name === undefined ? { routes } : routes[0]);
+        else print(routesTable(routes));
+      }
+    }),
+  );
+
+  withOutputOption(
+    withClientOptions(
+      program
+        .command('describe')
+        .description('an experiment: state, iteration, reason, winner, weights, per-version metrics, verdicts, objectives and SRM')
+        .argument('<experiment>', 'experiment name'),
+    ),
+  ).action((name: string, opts: ClientOptions & OutputOptions) =>
+    runWithClient(opts, async (client) => {
+      const e = await client.getExperiment(name);
+      if (opts.output === 'json') printJson(e);
+      else print(describeText(e));
+    }),
+  );
+
+  withOutputOption(
+    withClientOptions(
+      program
+        .command('report')
+        .description('a text report of an experiment: the describe view plus every iteration (weights, verdicts, P(best), reason)')
+        .argument('<experiment>', 'experiment name')
+        .option('--html <file>', 'write an HTML report to FILE: not implemented yet (exits 2)'),
+    ),
+  ).action((name: string, opts: ClientOptions & OutputOptions & { html?: string }) =>
+    runWithClient(opts, async (client) => {
+      if (opts.html !== undefined) {
+        process.stderr.write('sluice: report --html is not implemented yet (use the text report, or -o json)\n');
+        return EXIT.notImplemented;
+      }
+      const e = await client.getExperiment(name);
+      if (opts.output === 'json') printJson(e);
+      else print(reportText(e));
+    }),
+  );
+}

@@ -1,0 +1,225 @@
+/**
+ * Text rendering for the CLI: aligned tables, numbers, and the `describe`
+ * and `report` views of an experiment. Pure functions of the API's JSON, so
+ * they can be tested without a server.
+ */
+import type { Experiment, ExperimentSummary, IterationRecord, ObjectiveSpec, Route, VersionStatus, Weights } from './client.js';
+
+// ---------------------------------------------------------------- primitives
+
+/** Left-aligned columns separated by two spaces; the last column is not padded. */
+export function table(headers: readonly string[], rows: readonly (readonly string[])[]): string {
+  const all = [headers, ...rows];
+  const widths = headers.map((_, i) => Math.max(...all.map((r) => (r[i] ?? '').length)));
+  return all
+    .map((r) =>
+      r
+        .map((cell, i) => (i === r.length - 1 ? cell : cell.padEnd(widths[i]!)))
+        .join('  ')
+        .trimEnd(),
+    )
+    .join('\n');
+}
+
+/** `Label:  value` lines with the values aligned. */
+export function fields(pairs: ReadonlyArray<readonly [string, string]>): string {
+  const width = Math.max(...pairs.map(([k]) => k.length)) + 1;
+  return pairs.map(([k, v]) => `${`${k}:`.padEnd(width)}  ${v}`).join('\n');
+}
+
+/** `v1=90,v2=10` (no spaces, so a table cell stays one word). */
+export function weightsCell(w: Weights | null | undefined): string {
+  if (!w || Object.keys(w).length === 0) return '-';
+  return Object.entries(w)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+}
+
+/** `v1=90 v2=10`, for prose. */
+export function weightsText(w: Weights | null | undefined): string {
+  return weightsCell(w).replaceAll(',', ' ');
+}
+
+/** A number for display: at most 3 significant digits below 100, integers above; `-` for none. */
+export function num(x: number | null | undefined): string {
+  if (x === null || x === undefined) return '-';
+  if (!Number.isFinite(x)) return x > 0 ? '∞' : '-∞';
+  if (x === 0) return '0';
+  if (Number.isInteger(x)) return String(x);
+  if (Math.abs(x) >= 100) return x.toFixed(0);
+  if (Math.abs(x) < 0.001) return x.toExponential(2);
+  return String(Number(x.toPrecision(3)));
+}
+
+/** A probability with 3 decimals. */
+export function prob(x: number | null | undefined): string {
+  return x === null || x === undefined ? '-' : x.toFixed(3);
+}
+
+const LATENCY = /^latency-/;
+
+/** A metric's value with its unit: latencies in ms, counts as integers. */
+export function metricValue(metric: string, x: number | null | undefined): string {
+  if (x === null || x === undefined) return '-';
+  return LATENCY.test(metric) ? `${num(x)}ms` : num(x);
+}
+
+// ---------------------------------------------------------------- lists
+
+export function experimentsTable(list: readonly ExperimentSummary[]): string {
+  if (list.length === 0) return 'No experiments.';
+  return table(
+    ['NAME', 'ROUTE', 'PATTERN', 'STATE', 'ITERATION', 'WINNER', 'WEIGHTS'],
+    list.map((e) => [e.name, e.route, e.testingPattern, e.state, `${e.iteration}/${e.maxIterations}`, e.winner ?? '-', weightsCell(e.weights)]),
+  );
+}
+
+export function routesTable(list: readonly Route[]): string {
+  if (list.length === 0) return 'No routes.';
+  return table(
+    ['NAME', 'GENERATION', 'WEIGHTS', 'VERSIONS'],
+    list.map((r) => [r.name, String(r.generation), weightsCell(r.weights), r.versions.map((v) => `${v.name}=${v.url}`).join(',')]),
+  );
+}
+
+/** One line after a change: `NAME: State[, winner V], iteration k/N, weights … (reason)`. */
+export function stateLine(e: Experiment): string {
+  const s = e.status;
+  const winner = s.winner !== null && s.state !== 'Running' && s.state !== 'Pending' ? `, winner ${s.winner}` : '';
+  return `${e.name}: ${s.state}${winner}, iteration ${s.iteration}/${e.spec.duration.maxIterations}, weights ${weightsText(s.weights)} (${s.reason})`;
+}
+
+export function routeLine(r: Route): string {
+  return `route ${r.name}: generation ${r.generation}, weights ${weightsText(r.weights)}`;
+}
+
+// ---------------------------------------------------------------- describe
+
+/** The metrics every describe shows, then any other metric the spec judges or rewards. */
+const MAIN_METRICS = ['error-rate', 'latency-mean', 'latency-p95'];
+
+export function describeHeader(e: Experiment): string {
+  const s = e.status;
+  const sp = e.spec;
+  const pattern =
+    sp.deploymentPattern === 'Progressive' ? `${sp.testingPattern}, Progressive (${sp.algorithm})` : `${sp.testingPattern}, ${sp.deploymentPattern}`;
+  const pairs: Array<[string, string]> = [
+    ['Name', e.name],
+    ['Route', sp.route],
+    ['Pattern', pattern],
+    ['Versions', sp.versions.map((v, i) => `${v.name}${i === 0 ? ' (baseline)' : ''}`).join(', ')],
+    ['State', s.state],
+    ['Iteration', `${s.iteration}/${sp.duration.maxIterations} (every ${num(sp.duration.intervalSeconds)}s)`],
+    ['Reason', s.reason],
+    ['Winner', s.winner ?? '-'],
+    ['Weights', weightsText(s.weights)],
+    ['SRM', srmText(e)],
+  ];
+  if (s.startedAt) pairs.push(['Started', s.startedAt]);
+  if (s.finishedAt) pairs.push(['Finished', s.finishedAt]);
+  return fields(pairs);
+}
+
+function srmText(e: Experiment): string {
+  const s = e.status;
+  const flagged = s.srmFlagged ?? s.history.filter((h) => h.srm?.flagged).length;
+  const total = s.history.filter((h) => h.srm !== null).length;
+  const tally = flagged > 0 ? `; flagged in ${flagged} of ${total} checked iterations` : '';
+  if (!s.srm) return `not checked yet${tally}`;
+  if (s.srm.flagged) return `MISMATCH (p = ${s.srm.pValue.toExponential(2)}): routing does not follow the weights${tally}`;
+  return `ok (p = ${prob(s.srm.pValue)})${tally}`;
+}
+
+/** The metric columns of the version table: the main ones, conversion-rate once there are rewards, and whatever the spec uses. */
+export function metricColumns(e: Experiment, versions: Readonly<Record<string, VersionStatus>>): string[] {
+  const cols = [...MAIN_METRICS];
+  const add = (m: string) => {
+    if (!cols.includes(m) && m !== 'request-count') cols.push(m);
+  };
+  const anyRewards = Object.values(versions).some((v) => (v.metrics['conversion-rate'] ?? 0) > 0);
+  if (anyRewards) add('conversion-rate');
+  for (const o of e.spec.criteria.objectives) add(o.metric);
+  if (e.spec.criteria.reward) add(e.spec.criteria.reward.metric);
+  return cols;
+}
+
+export function versionsTable(e: Experiment): string {
+  const versions = e.status.versions;
+  const names = e.spec.versions.map((v) => v.name);
+  if (names.every((n) => versions[n] === undefined)) return 'No iteration yet: nothing measured.';
+  const cols = metricColumns(e, versions);
+  const rows = names.map((n, i) => {
+    const v = versions[n];
+    const label = i === 0 ? `${n} (baseline)` : n;
+    if (!v) return [label, '-', ...cols.map(() => '-'), '-', '-', '-'];
+    return [label, String(v.samples), ...cols.map((c) => metricValue(c, v.metrics[c])), v.verdict, prob(v.pFeasible), prob(v.pBest)];
+  });
+  return table(['VERSION', 'SAMPLES', ...cols.map((c) => c.toUpperCase()), 'VERDICT', 'P(FEASIBLE)', 'P(BEST)'], rows);
+}
+
+/** `error-rate <= 0.01`, `latency-mean <= 1.2x baseline`, `0.1 <= conversion-rate <= 0.5`. */
+export function objectiveText(o: ObjectiveSpec): string {
+  const rel = o.relativeTo === 'baseline';
+  const lim = (x: number) => (rel ? `${num(x)}x baseline` : metricValue(o.metric, x));
+  if (o.upperLimit !== null && o.lowerLimit !== null) return `${lim(o.lowerLimit)} <= ${o.metric} <= ${lim(o.upperLimit)}`;
+  if (o.upperLimit !== null) return `${o.metric} <= ${lim(o.upperLimit)}`;
+  if (o.lowerLimit !== null) return `${o.metric} >= ${lim(o.lowerLimit)}`;
+  return o.metric;
+}
+
+export function objectivesTable(e: Experiment): string | null {
+  const objectives = e.spec.criteria.objectives;
+  if (objectives.length === 0) return null;
+  const rows: string[][] = [];
+  e.spec.versions.forEach((ver, vi) => {
+    const v = e.status.versions[ver.name];
+    objectives.forEach((o, oi) => {
+      // The status lists the objectives in the spec's order.
+      const a = v?.objectives[oi];
+      const value = a?.value ?? null;
+      const shown = o.relativeTo === 'baseline' ? (value === null ? '-' : `${num(value)}x`) : metricValue(o.metric, value);
+      rows.push([oi === 0 ? (vi === 0 ? `${ver.name} (baseline)` : ver.name) : '', objectiveText(o), shown, prob(a?.pHolds)]);
+    });
+  });
+  return table(['VERSION', 'OBJECTIVE', 'VALUE', 'P(HOLDS)'], rows);
+}
+
+export function describeText(e: Experiment): string {
+  const parts = [describeHeader(e), '', 'Versions:', indent(versionsTable(e))];
+  const objectives = objectivesTable(e);
+  if (objectives !== null) parts.push('', 'Objectives:', indent(objectives));
+  const r = e.spec.criteria.reward;
+  parts.push('', `Criteria: confidence ${e.spec.criteria.confidence}, minSamples ${e.spec.criteria.minSamples}${r ? `, reward ${r.metric} (${r.preferredDirection})` : ''}`);
+  return parts.join('\n');
+}
+
+// ---------------------------------------------------------------- report
+
+export function historyTable(e: Experiment): string {
+  const history = e.status.history;
+  if (history.length === 0) return 'No iteration yet.';
+  const names = e.spec.versions.map((v) => v.name);
+  const rows = history.map((h: IterationRecord) => {
+    const verdicts = names.map((n) => `${n}=${h.versions[n]?.verdict ?? '-'}`).join(',');
+    const pBest = names.some((n) => h.versions[n]?.pBest != null) ? names.map((n) => `${n}=${prob(h.versions[n]?.pBest)}`).join(',') : '-';
+    const samples = names.map((n) => `${n}=${h.versions[n]?.samples ?? 0}`).join(',');
+    return [String(h.iteration), timeOf(h.at), weightsCell(h.weights), samples, verdicts, pBest, h.reason];
+  });
+  return table(['ITER', 'TIME', 'WEIGHTS', 'SAMPLES', 'VERDICTS', 'P(BEST)', 'REASON'], rows);
+}
+
+export function reportText(e: Experiment): string {
+  return [describeText(e), '', `History (${e.status.history.length} iterations; WEIGHTS are those each iteration set for the next):`, indent(historyTable(e))].join('\n');
+}
+
+function timeOf(iso: string): string {
+  const m = /T(\d\d:\d\d:\d\d(?:\.\d+)?)/.exec(iso);
+  return m ? m[1]!.slice(0, 12) : iso;
+}
+
+function indent(text: string): string {
+  return text
+    .split('\n')
+    .map((l) => (l ? `  ${l}` : l))
+    .join('\n');
+}
