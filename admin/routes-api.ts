@@ -57,13 +57,16 @@ function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-export function registerRoutesApi(app: FastifyInstance, proxy: ProxyServer): void {
+/** `guard` may refuse a hand-made weight change (an experiment owns the route's weights). */
+export function registerRoutesApi(app: FastifyInstance, proxy: ProxyServer, guard?: (route: string) => Promise<void>): void {
   app.get('/routes', async () => ({ routes: proxy.table.states.map(describeRoute) }));
   app.get<{ Params: { name: string } }>('/routes/:name', async (request) => describeRoute(proxy.route(request.params.name)));
   app.put<{ Params: { name: string }; Body: unknown }>('/routes/:name/weights', async (request) => {
     const body = request.body as Record<string, unknown> | null;
     // Both `{ "v1": 90, "v2": 10 }` and `{ "weights": { … } }` are accepted.
     const weights = body !== null && typeof body === 'object' && typeof body.weights === 'object' ? body.weights : body;
+    proxy.route(request.params.name);
+    await guard?.(request.params.name);
     return describeRoute(proxy.setWeights(request.params.name, weights, 'admin-api'));
   });
   app.get<{ Querystring: { full?: string } }>('/stats', async (request) => {

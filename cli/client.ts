@@ -213,6 +213,10 @@ export class AdminClient {
     return this.#call('POST', `/experiments/${enc(name)}/promote`, { json: { version } });
   }
 
+  async deleteExperiment(name: string): Promise<void> {
+    await this.#call('DELETE', `/experiments/${enc(name)}`);
+  }
+
   listRoutes(): Promise<{ routes: Route[] }> {
     return this.#call('GET', '/routes');
   }

@@ -37,7 +37,6 @@ export async function runSluice(config: SluiceConfig, log: Logger): Promise<Runn
     log,
     notReadyReason: () => (proxy.draining ? 'draining' : null),
   });
-  registerRoutesApi(admin, proxy);
   const router = new InProcessRouter(proxy);
   const latest = new Map<string, ExperimentRecord>();
   const scheduler = new Scheduler({
@@ -46,9 +45,16 @@ export async function runSluice(config: SluiceConfig, log: Logger): Promise<Runn
     router,
     log,
     onChange: (r) => latest.set(r.doc.name, r),
+    onDelete: (name) => latest.delete(name),
   });
   registerExperimentMetrics(proxy.metrics, () => latest.values());
   registerExperimentsApi(admin, scheduler, router);
+  registerRoutesApi(admin, proxy, async (route) => {
+    const active = await scheduler.activeOn(route);
+    if (active !== null) {
+      throw new SluiceError('SLUICE_EXPERIMENT_CONFLICT', `experiment "${active.doc.name}" is ${active.status.state} on route "${route}": pause, abort or promote it instead`);
+    }
+  });
   try {
     await listenOrExplain('traffic', config.listen, () => proxy.listen());
     await listenOrExplain('admin', config.admin.listen, () => admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port }));

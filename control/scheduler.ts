@@ -20,6 +20,7 @@ export interface SchedulerOptions {
   readonly now?: () => Date;
   /** Called after every state change (metrics, the demo's live view). */
   readonly onChange?: (record: ExperimentRecord) => void;
+  readonly onDelete?: (name: string) => void;
 }
 
 const ACTIVE: ReadonlySet<string> = new Set(['Pending', 'Running', 'Paused']);
@@ -152,7 +153,9 @@ export class Scheduler {
   promote(name: string, version: string): Promise<ExperimentRecord> {
     return this.#transition(name, ['Running', 'Paused', 'Completed', 'Failed'], (r) => {
       if (!r.doc.spec.versions.some((v) => v.name === version)) {
-        throw new SluiceError('SLUICE_EXPERIMENT_STATE', `experiment "${name}" has no version "${version}"`);
+        throw new SluiceError('SLUICE_BAD_REQUEST', `experiment "${name}" has no version "${version}"`, [
+          { path: 'version', message: `not one of ${r.doc.spec.versions.map((v) => v.name).join(', ')}` },
+        ]);
       }
       return promote(r.doc, r.status, version, this.#now());
     });
@@ -167,6 +170,7 @@ export class Scheduler {
       clearTimeout(this.#timers.get(name));
       this.#timers.delete(name);
       await this.opts.store.delete(name);
+      this.opts.onDelete?.(name);
     });
   }
 
@@ -201,6 +205,11 @@ export class Scheduler {
   async #save(r: ExperimentRecord): Promise<void> {
     await this.opts.store.put(r);
     this.opts.onChange?.(r);
+  }
+
+  /** The active experiment on a route, if any (hand-set weights would be overwritten by it). */
+  async activeOn(route: string): Promise<ExperimentRecord | null> {
+    return (await this.opts.store.list()).find((r) => r.doc.spec.route === route && ACTIVE.has(r.status.state)) ?? null;
   }
 
   /** Resumes timers for experiments left Running in the store (after a restart). */

@@ -230,6 +230,9 @@ describe('sluice CLI', () => {
     assert.equal(e.status.state, 'Completed');
     assert.equal(e.status.winner, 'v2');
     assert.deepEqual((await api('GET', '/routes/other')).weights, { v1: 0, v2: 100 });
+    const deleted = await cli(['delete', 'promo']);
+    assert.equal(deleted.code, 0, show(deleted));
+    assert.equal((await api('GET', '/experiments')).experiments.some((x: { name: string }) => x.name === 'promo'), false);
   });
 
   test('without the token: 401 with a hint; no server: says so', async () => {

@@ -289,6 +289,10 @@ describe('experiments', () => {
     const clash = await call(s, 'PUT', '/experiments/other', { ...doc, name: 'other' });
     assert.equal(clash.status, 409);
     assert.equal(clash.json.error.code, 'SLUICE_EXPERIMENT_CONFLICT');
+    // Hand-set weights would be overwritten by the next iteration: refused while the experiment owns the route.
+    const manual = await call(s, 'PUT', '/routes/shop/weights', { v1: 100, v2: 0 });
+    assert.equal(manual.status, 409);
+    assert.equal(manual.json.error.code, 'SLUICE_EXPERIMENT_CONFLICT');
 
     assert.equal((await call(s, 'POST', '/experiments/life/pause')).json.status.state, 'Paused');
     assert.equal((await call(s, 'POST', '/experiments/life/pause')).status, 409);
@@ -303,7 +307,7 @@ describe('experiments', () => {
     assert.equal(promoted.json.status.state, 'Completed');
     assert.equal(promoted.json.status.winner, 'v2');
     assert.deepEqual((await call(s, 'GET', '/routes/shop')).json.weights, { v1: 0, v2: 100 });
-    assert.equal((await call(s, 'POST', '/experiments/other/promote', { version: 'v9' })).status, 409);
+    assert.equal((await call(s, 'POST', '/experiments/other/promote', { version: 'v9' })).status, 400);
     assert.equal((await call(s, 'DELETE', '/experiments/other')).status, 204);
     assert.equal((await call(s, 'GET', '/experiments/other')).status, 404);
   });

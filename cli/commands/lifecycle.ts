@@ -24,6 +24,18 @@ export function registerLifecycleCommands(program: Command): void {
     );
   }
 
+  withClientOptions(
+    program
+      .command('delete')
+      .description('delete an experiment and its history (an active one is aborted first: traffic back to the baseline)')
+      .argument('<experiment>', 'experiment name'),
+  ).action((name: string, opts: ClientOptions) =>
+    runWithClient(opts, async (client) => {
+      await client.deleteExperiment(name);
+      print(`experiment ${name} deleted`);
+    }),
+  );
+
   withOutputOption(
     withClientOptions(
       program
