@@ -19,6 +19,8 @@ import { classifyUpstreamError, upstreamErrorBody } from './upstream-errors.js';
 /** Process-wide settings every forward needs; built once. */
 export interface ForwardSettings {
   readonly versionHeader: string | null;
+  /** Set once SIGTERM arrives: responses then close their connection, so keep-alive clients let go. */
+  draining: boolean;
   onUpstreamError(err: Error, route: string, version: string, reason: string): void;
   onFinish?(handler: ForwardHandler, latencyMs: number): void;
 }
@@ -65,6 +67,7 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     const headers = clientResponseHeaders(rawHeaders, this.settings.versionHeader, this.version.name, this.rewardOut);
     if (this.rewardOut.reward === this.rewardOut.reward) this.version.stats.recordReward(this.rewardOut.reward);
     if (this.mirrors !== null) for (const c of this.mirrors.comparisons) c?.primaryHeaders(status);
+    if (this.settings.draining) this.res.shouldKeepAlive = false;
     try {
       this.res.writeHead(status, headers);
     } catch (err) {
@@ -112,6 +115,7 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     const body = upstreamErrorBody(f, this.route, name, err.message);
     const headers: string[] = ['content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(body))];
     if (this.settings.versionHeader !== null) headers.push(this.settings.versionHeader, name);
+    if (this.settings.draining) res.shouldKeepAlive = false;
     res.writeHead(f.status, headers);
     res.end(body);
     this.#finish(f.status, true);

@@ -31,6 +31,7 @@ export class ProxyServer {
   readonly app: FastifyInstance;
   #table: RoutingTable;
   #draining = false;
+  #forward: ForwardSettings | null = null;
   readonly #listeners = new Set<(c: WeightsChange) => void>();
 
   constructor(
@@ -138,13 +139,21 @@ export class ProxyServer {
   async close(): Promise<void> {
     if (this.#draining) return;
     this.#draining = true;
+    if (this.#forward) this.#forward.draining = true;
+    // server.close() closes only connections idle right now; keep-alive connections that finish
+    // their last response later would hold the drain open until their idle timeout.
+    const sweep = setInterval(() => this.app.server.closeIdleConnections(), 100);
     const deadline = new Promise<'timeout'>((r) => setTimeout(r, this.config.proxy.drainTimeoutMs, 'timeout').unref());
-    const closed = this.app.close().then(() => 'closed' as const);
-    if ((await Promise.race([closed, deadline])) === 'timeout') {
-      this.log.warn({ drainTimeoutMs: this.config.proxy.drainTimeoutMs }, 'drain timeout: closing remaining connections');
-      this.app.server.closeAllConnections();
+    try {
+      const closed = this.app.close().then(() => 'closed' as const);
+      if ((await Promise.race([closed, deadline])) === 'timeout') {
+        this.log.warn({ drainTimeoutMs: this.config.proxy.drainTimeoutMs }, 'drain timeout: closing remaining connections');
+        this.app.server.closeAllConnections();
+      }
+    } finally {
+      clearInterval(sweep);
+      await this.upstreams.close();
     }
-    await this.upstreams.close();
   }
 
   #createApp(table: () => RoutingTable): FastifyInstance {
@@ -170,6 +179,7 @@ export class ProxyServer {
     const log = this.log;
     const forward: ForwardSettings = {
       versionHeader: p.versionHeader,
+      draining: false,
       onUpstreamError(err, route, version, reason) {
         const held = seen.admit(`${route}/${version}/${reason}`);
         if (held >= 0) log.warn({ route, version, reason, code: (err as { code?: string }).code, err: err.message, suppressed: held }, 'upstream failed');
@@ -178,6 +188,7 @@ export class ProxyServer {
         ? (h, latencyMs) => log.info({ route: h.route, version: h.version.name, method: h.req.method, url: h.req.url, status: h.status, latencyMs }, 'request')
         : undefined,
     };
+    this.#forward = forward;
     const handler = createRequestHandler({ table, forward });
     app.all('/', handler);
     app.all('/*', handler);
