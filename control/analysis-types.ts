@@ -51,6 +51,8 @@ export interface ArmPosterior {
   readonly sd: number | null;
   /** One draw from the posterior of the (oriented) reward. */
   draw(rng: Rng): number;
+  /** Many independent draws at once (faster than repeated `draw`). */
+  fill?(rng: Rng, out: Float64Array): void;
 }
 
 export interface VersionAssessment {

@@ -101,9 +101,13 @@ function assessObjective(
     if (pc === null || pb === null) {
       return { metric: o.metric, value, pHolds: value !== null && value >= lower && value <= upper ? 1 : 0 };
     }
+    const c = new Float64Array(DRAWS);
+    const b0 = new Float64Array(DRAWS);
+    pc.fill(rng, c);
+    pb.fill(rng, b0);
     let holds = 0;
     for (let d = 0; d < DRAWS; d++) {
-      const r = ratio(pc.draw(rng), pb.draw(rng));
+      const r = ratio(c[d]!, b0[d]!);
       if (r >= lower && r <= upper) holds++;
     }
     return { metric: o.metric, value, pHolds: holds / DRAWS };
@@ -139,6 +143,10 @@ function rewardPosteriors(spec: ExperimentSpec, ms: VersionMeasurement[], names:
       mean: hasData ? sign * post.mean : null,
       sd: hasData ? post.sd : null,
       draw: (rng: Rng) => sign * post.draw(rng),
+      fill: (rng: Rng, out: Float64Array) => {
+        post.fill(rng, out);
+        if (sign < 0) for (let i = 0; i < out.length; i++) out[i] = -out[i]!;
+      },
     };
   });
 }
@@ -149,22 +157,34 @@ function rewardPosteriors(spec: ExperimentSpec, ms: VersionMeasurement[], names:
  */
 function bestOf(arms: ArmPosterior[], eligible: boolean[], rng: Rng): { pBest: number[]; expectedLoss: number[] } | null {
   const idx = arms.map((_, i) => i).filter((i) => eligible[i]);
-  const pBest = arms.map(() => 0);
-  const loss = arms.map(() => 0);
   if (idx.length === 0) return null;
-  const theta = new Float64Array(arms.length);
+  const draws = idx.map((i) => {
+    const out = new Float64Array(DRAWS);
+    const arm = arms[i]!;
+    if (arm.fill) arm.fill(rng, out);
+    else for (let d = 0; d < DRAWS; d++) out[d] = arm.draw(rng);
+    return out;
+  });
+  const wins = new Float64Array(idx.length);
+  const loss = new Float64Array(idx.length);
   for (let d = 0; d < DRAWS; d++) {
     let max = Number.NEGATIVE_INFINITY;
-    let arg = -1;
-    for (const i of idx) {
-      theta[i] = arms[i]!.draw(rng);
-      if (theta[i]! > max) {
-        max = theta[i]!;
-        arg = i;
+    let arg = 0;
+    for (let k = 0; k < idx.length; k++) {
+      const x = draws[k]![d]!;
+      if (x > max) {
+        max = x;
+        arg = k;
       }
     }
-    pBest[arg]!++;
-    for (const i of idx) loss[i]! += max - theta[i]!;
+    wins[arg]!++;
+    for (let k = 0; k < idx.length; k++) loss[k]! += max - draws[k]![d]!;
   }
-  return { pBest: pBest.map((c) => c / DRAWS), expectedLoss: loss.map((l) => l / DRAWS) };
+  const pBest = arms.map(() => 0);
+  const expectedLoss = arms.map(() => 0);
+  idx.forEach((i, k) => {
+    pBest[i] = wins[k]! / DRAWS;
+    expectedLoss[i] = loss[k]! / DRAWS;
+  });
+  return { pBest, expectedLoss };
 }

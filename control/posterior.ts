@@ -15,25 +15,54 @@ export interface Posterior {
   /** P(true value <= x). */
   cdf(x: number): number;
   draw(rng: Rng): number;
+  /** Fills `out` with independent draws: the fast path for P(best) and relative objectives. */
+  fill(rng: Rng, out: Float64Array): void;
 }
 
-/** A standard normal draw (Box–Muller; the second value is dropped to stay stateless). */
+/**
+ * Standard normal draws by Marsaglia's polar method, two per accepted pair:
+ * one log and one square root for two normals, no trigonometry.
+ */
+export class NormalStream {
+  #spare = 0;
+  #hasSpare = false;
+
+  constructor(private readonly rng: Rng) {}
+
+  next(): number {
+    if (this.#hasSpare) {
+      this.#hasSpare = false;
+      return this.#spare;
+    }
+    let u: number;
+    let v: number;
+    let s: number;
+    do {
+      u = 2 * this.rng() - 1;
+      v = 2 * this.rng() - 1;
+      s = u * u + v * v;
+    } while (s >= 1 || s === 0);
+    const m = Math.sqrt((-2 * Math.log(s)) / s);
+    this.#spare = v * m;
+    this.#hasSpare = true;
+    return u * m;
+  }
+}
+
 export function drawNormal(rng: Rng): number {
-  let u = rng();
-  while (u <= Number.MIN_VALUE) u = rng();
-  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * rng());
+  return new NormalStream(rng).next();
 }
 
 /** Gamma(shape, 1) by Marsaglia and Tsang (2000); shape < 1 via the boost Gamma(a+1)·U^(1/a). */
-export function drawGamma(shape: number, rng: Rng): number {
-  if (shape < 1) return drawGamma(shape + 1, rng) * Math.pow(rng(), 1 / shape);
+function gammaFrom(shape: number, normal: NormalStream, rng: Rng): number {
+  if (shape < 1) return gammaFrom(shape + 1, normal, rng) * Math.pow(rng(), 1 / shape);
   const d = shape - 1 / 3;
   const c = 1 / Math.sqrt(9 * d);
   for (;;) {
     let x: number;
     let v: number;
     do {
-      x = drawNormal(rng);
+      x = normal.next();
       v = 1 + c * x;
     } while (v <= 0);
     v = v * v * v;
@@ -43,10 +72,29 @@ export function drawGamma(shape: number, rng: Rng): number {
   }
 }
 
+export function drawGamma(shape: number, rng: Rng): number {
+  return gammaFrom(shape, new NormalStream(rng), rng);
+}
+
 export function drawBeta(a: number, b: number, rng: Rng): number {
-  const x = drawGamma(a, rng);
-  const y = drawGamma(b, rng);
-  return x / (x + y);
+  const n = new NormalStream(rng);
+  const x = gammaFrom(a, n, rng);
+  return x / (x + gammaFrom(b, n, rng));
+}
+
+function fillBeta(a: number, b: number, rng: Rng, out: Float64Array): void {
+  const n = new NormalStream(rng);
+  for (let i = 0; i < out.length; i++) {
+    const x = gammaFrom(a, n, rng);
+    out[i] = x / (x + gammaFrom(b, n, rng));
+  }
+}
+
+/** Fills by calling `draw` repeatedly: for posteriors without a faster way. */
+function fillBy(draw: (rng: Rng) => number): (rng: Rng, out: Float64Array) => void {
+  return (rng, out) => {
+    for (let i = 0; i < out.length; i++) out[i] = draw(rng);
+  };
 }
 
 /** A rate (errors per request, conversions per request): Beta(1 + successes, 1 + failures). */
@@ -59,6 +107,7 @@ export function ratePosterior(successes: number, trials: number): Posterior {
     sd: Math.sqrt((a * b) / ((a + b) * (a + b) * (a + b + 1))),
     cdf: (x) => (x < 0 ? 0 : x >= 1 ? 1 : betaCdf(x, a, b)),
     draw: (rng) => drawBeta(a, b, rng),
+    fill: (rng, out) => fillBeta(a, b, rng, out),
   };
 }
 
@@ -70,7 +119,7 @@ export function ratePosterior(successes: number, trials: number): Posterior {
 export function meanPosterior(n: number, sum: number, sumSq: number): Posterior {
   if (n < 2) {
     const m = n === 1 ? sum : 0;
-    return { mean: m, sd: Number.POSITIVE_INFINITY, cdf: () => 0.5, draw: () => m };
+    return { mean: m, sd: Number.POSITIVE_INFINITY, cdf: () => 0.5, draw: () => m, fill: (_rng, out) => out.fill(m) };
   }
   const mean = sum / n;
   const variance = Math.max((sumSq - n * mean * mean) / (n - 1), 0);
@@ -82,12 +131,20 @@ export function meanPosterior(n: number, sum: number, sumSq: number): Posterior 
     sd: df > 2 ? se * Math.sqrt(df / (df - 2)) : se,
     cdf: (x) => tCdf((x - mean) / se, df),
     draw: (rng) => mean + se * drawStudentT(df, rng),
+    fill: (rng, out) => {
+      const n = new NormalStream(rng);
+      for (let i = 0; i < out.length; i++) {
+        const z = n.next();
+        out[i] = mean + se * (df > 200 ? z : z / Math.sqrt((2 * gammaFrom(df / 2, n, rng)) / df));
+      }
+    },
   };
 }
 
 function drawStudentT(df: number, rng: Rng): number {
-  if (df > 200) return drawNormal(rng); // indistinguishable, and much cheaper
-  return drawNormal(rng) / Math.sqrt((2 * drawGamma(df / 2, rng)) / df);
+  const n = new NormalStream(rng);
+  if (df > 200) return n.next(); // indistinguishable, and much cheaper
+  return n.next() / Math.sqrt((2 * gammaFrom(df / 2, n, rng)) / df);
 }
 
 /**
@@ -109,5 +166,6 @@ export function quantilePosterior(sketch: LatencySketch, q: number): Posterior {
       return 1 - betaCdf(q, 1 + k, 1 + n - k);
     },
     draw: (rng) => sketch.quantile(drawBeta(a, b, rng)),
+    fill: fillBy((rng) => sketch.quantile(drawBeta(a, b, rng))),
   };
 }
