@@ -66,6 +66,8 @@ export interface VersionAssessment {
   readonly objectives: readonly ObjectiveAssessment[];
   /** P(this version has the best reward) among versions not infeasible; null without a reward. */
   readonly pBest: number | null;
+  /** P(best) under the skeptical prior (see assess.ts): what the stopping rule reads. */
+  readonly pBestSkeptical: number | null;
   /** Expected reward lost by choosing this version instead of the best (oriented units); null without a reward. */
   readonly expectedLoss: number | null;
   readonly reward: ArmPosterior | null;

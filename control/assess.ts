@@ -13,11 +13,12 @@ import type {
   VersionMeasurement,
 } from './analysis-types.js';
 import { BUILTIN, metricValues } from './builtin-metrics.js';
+import { meanPosterior, ratePosterior } from './posterior.js';
 import type { ExperimentSpec, Objective } from './spec-types.js';
 import { LatencySketch } from '../proxy/sketch.js';
 
 /** Monte Carlo draws for P(best), expected loss and relative objectives. */
-export const DRAWS = 4000;
+export const DRAWS = 2000;
 
 export const EMPTY_MEASUREMENT: VersionMeasurement = Object.freeze({
   requests: 0,
@@ -50,11 +51,14 @@ export function assess(spec: ExperimentSpec, measurements: Measurements, rng: Rn
     return { name, m, enough, objectives, pFeasible, verdict: verdictOf(pFeasible, criteria.confidence) };
   });
 
-  const rewards = rewardPosteriors(spec, ms, names);
+  const rewards = rewardPosteriors(spec, ms, names, 0);
   // Rewards are judged only when every version has its minimum: weights never move on no data.
   const allReady = judged.every((j) => j.enough);
   const eligible = judged.map((j) => allReady && j.verdict !== 'infeasible' && rewards !== null);
+  // Two views of the same data: flat priors drive the bandit (exploit early, low regret); the
+  // skeptical prior decides when to stop (a difference must outweigh "no difference").
   const best = rewards !== null && allReady ? bestOf(rewards, eligible, rng) : null;
+  const skeptical = best !== null ? bestOf(rewardPosteriors(spec, ms, names, SKEPTICAL_PRIOR_REQUESTS)!, eligible, rng) : null;
 
   const versions: VersionAssessment[] = judged.map((j, i) => ({
     name: j.name,
@@ -64,6 +68,7 @@ export function assess(spec: ExperimentSpec, measurements: Measurements, rng: Rn
     pFeasible: j.pFeasible,
     objectives: j.objectives,
     pBest: best === null ? null : best.pBest[i]!,
+    pBestSkeptical: skeptical === null ? null : skeptical.pBest[i]!,
     expectedLoss: best === null || !eligible[i] ? null : best.expectedLoss[i]!,
     reward: rewards?.[i] ?? null,
     metrics: metricValues(j.m),
@@ -121,6 +126,13 @@ function assessObjective(
   return { metric: o.metric, value, pHolds: clamp01(pAtMostUpper - pBelowLower) };
 }
 
+/**
+ * Strength, in requests, of the skeptical prior the stopping rule uses: a
+ * prior that every version converts at the pooled rate (the estimate under
+ * "no difference"). A winner must stand out against it; see docs/statistics.md.
+ */
+export const SKEPTICAL_PRIOR_REQUESTS = 200;
+
 function ratio(a: number, b: number): number {
   if (b === 0) return a === 0 ? 1 : Number.POSITIVE_INFINITY;
   return a / b;
@@ -130,12 +142,23 @@ function clamp01(x: number): number {
   return x < 0 ? 0 : x > 1 ? 1 : x;
 }
 
-function rewardPosteriors(spec: ExperimentSpec, ms: VersionMeasurement[], names: string[]): ArmPosterior[] | null {
+/** Reward posteriors per version; `strength` > 0 adds the skeptical prior of that many requests at the pooled value. */
+function rewardPosteriors(spec: ExperimentSpec, ms: VersionMeasurement[], names: string[], strength: number): ArmPosterior[] | null {
   const reward = spec.criteria.reward;
   if (reward === null) return null;
   const sign = reward.preferredDirection === 'High' ? 1 : -1;
+  const n = ms.reduce((s, m) => s + m.requests, 0);
   return ms.map((m, i) => {
-    const post = BUILTIN[reward.metric].posterior(m)!;
+    let post = BUILTIN[reward.metric].posterior(m)!;
+    if (strength > 0 && n > 0) {
+      if (reward.metric === 'conversion-rate') {
+        const pooled = ms.reduce((s, x) => s + Math.min(x.rewards, x.requests), 0) / n;
+        post = ratePosterior(m.rewards, m.requests, { a: 1 + strength * pooled, b: 1 + strength * (1 - pooled) });
+      } else {
+        const pooled = ms.reduce((s, x) => s + x.rewardSum, 0) / n;
+        post = meanPosterior(m.requests, m.rewardSum, m.rewardSumSq, { mean: pooled, strength });
+      }
+    }
     const hasData = m.requests > 0;
     return {
       name: names[i]!,

@@ -26,29 +26,54 @@ export interface DecideContext {
   readonly iteration: number;
   /** Weights in force now, by version. */
   readonly weights: Readonly<Record<string, number>>;
+  /** Each version's P(feasible) at the previous iteration (absent or null: not judged then). */
+  readonly previousPFeasible: Readonly<Record<string, number | null>>;
+}
+
+/**
+ * Whether a version has failed for good. Judging every iteration gives noise
+ * many chances to look like a violation, so a failure must be overwhelming —
+ * P(violated) ≥ 1 − (1 − confidence)/10 — or be infeasible now after already
+ * leaning that way (P(violated) > 1/2) at the previous iteration: two
+ * consecutive looks, as Flagger counts failed checks. A bad version is still
+ * out within one iteration of being judged.
+ */
+export function failed(v: VersionAssessment, ctx: DecideContext, confidence: number): boolean {
+  if (v.verdict !== 'infeasible' || v.pFeasible === null) return false;
+  if (v.pFeasible <= (1 - confidence) / 10) return true;
+  const before = ctx.previousPFeasible[v.name];
+  return before !== undefined && before !== null && before < 0.5;
 }
 
 export function decide(spec: ExperimentSpec, a: Assessment, ctx: DecideContext): Decision {
   const last = ctx.iteration >= spec.duration.maxIterations;
   const [baseline, ...candidates] = a.versions;
+  const isFailed = (v: VersionAssessment) => failed(v, ctx, spec.criteria.confidence);
   switch (spec.testingPattern) {
     case 'Conformance':
-      return decideConformance(baseline!, last);
+      return decideConformance(baseline!, isFailed, last);
     case 'Canary':
-      return decideCanary(spec, baseline!, candidates[0]!, ctx, last);
+      return decideCanary(spec, baseline!, candidates[0]!, ctx, isFailed, last);
     default:
-      return decideReward(spec, a, last);
+      return decideReward(spec, a, isFailed, last);
   }
 }
 
-function decideConformance(v: VersionAssessment, last: boolean): Decision {
+function decideConformance(v: VersionAssessment, isFailed: (v: VersionAssessment) => boolean, last: boolean): Decision {
   if (v.verdict === 'feasible') return ended('Completed', v.name, `${v.name} meets every objective${p(v.pFeasible)}`);
-  if (v.verdict === 'infeasible') return ended('Failed', null, `${v.name} violates its objectives: ${violations(v)}`);
+  if (isFailed(v)) return ended('Failed', null, `${v.name} violates its objectives: ${violations(v)}`);
   return last ? ended('Completed', null, undecided([v])) : running(null, undecided([v]));
 }
 
-function decideCanary(spec: ExperimentSpec, base: VersionAssessment, cand: VersionAssessment, ctx: DecideContext, last: boolean): Decision {
-  if (cand.verdict === 'infeasible') {
+function decideCanary(
+  spec: ExperimentSpec,
+  base: VersionAssessment,
+  cand: VersionAssessment,
+  ctx: DecideContext,
+  isFailed: (v: VersionAssessment) => boolean,
+  last: boolean,
+): Decision {
+  if (isFailed(cand)) {
     return { ...ended('Failed', base.name, `candidate ${cand.name} violates its objectives: ${violations(cand)}; traffic back to ${base.name}`), rollback: [cand.name] };
   }
   if (cand.verdict === 'feasible') {
@@ -62,24 +87,24 @@ function decideCanary(spec: ExperimentSpec, base: VersionAssessment, cand: Versi
   return last ? ended('Completed', null, `${why}; traffic stays on ${base.name}`) : running(null, why);
 }
 
-function decideReward(spec: ExperimentSpec, a: Assessment, last: boolean): Decision {
+function decideReward(spec: ExperimentSpec, a: Assessment, isFailed: (v: VersionAssessment) => boolean, last: boolean): Decision {
   const [baseline, ...candidates] = a.versions;
-  const failed = candidates.filter((v) => v.verdict === 'infeasible');
+  const failed = candidates.filter(isFailed);
   const rollback = failed.map((v) => v.name);
   const failedNote = failed.length > 0 ? `; rolled back: ${failed.map((v) => `${v.name} (${violations(v)})`).join(', ')}` : '';
   if (candidates.length > 0 && failed.length === candidates.length) {
     return { ...ended('Failed', null, `every candidate violates its objectives${failedNote}`), rollback };
   }
   const feasible = a.versions.filter((v) => v.verdict === 'feasible');
-  const winner = feasible.find((v) => v.pBest !== null && v.pBest >= spec.criteria.confidence);
+  const winner = feasible.find((v) => v.pBestSkeptical !== null && v.pBestSkeptical >= spec.criteria.confidence);
   if (winner) {
-    return { ...ended('Completed', winner.name, `${winner.name} is best with P(best) = ${winner.pBest!.toFixed(3)} and meets every objective${failedNote}`), rollback };
+    return { ...ended('Completed', winner.name, `${winner.name} is best with P(best) = ${winner.pBestSkeptical!.toFixed(3)} against the skeptical prior and meets every objective${failedNote}`), rollback };
   }
-  const lead = [...a.versions].filter((v) => v.pBest !== null).sort((x, y) => y.pBest! - x.pBest!)[0];
+  const lead = [...a.versions].filter((v) => v.pBestSkeptical !== null).sort((x, y) => y.pBestSkeptical! - x.pBestSkeptical!)[0];
   const why =
     a.versions.some((v) => !v.enoughSamples) || lead === undefined
       ? undecided(a.versions)
-      : `no winner yet: ${lead.name} leads with P(best) = ${lead.pBest!.toFixed(3)} (needs ${spec.criteria.confidence})`;
+      : `no winner yet: ${lead.name} leads with P(best) = ${lead.pBestSkeptical!.toFixed(3)} against the skeptical prior (needs ${spec.criteria.confidence})`;
   if (last) return { ...ended('Completed', null, `${why}; traffic back to ${baseline!.name}${failedNote}`), rollback };
   return { ...running(null, why + failedNote), rollback };
 }

@@ -11,7 +11,7 @@ import { assess } from './assess.js';
 import { decide } from './decide.js';
 import { allTo, nextWeights } from './next-weights.js';
 import type { ExperimentDoc } from './spec-types.js';
-import { checkSrm } from './srm.js';
+import { checkSrm, SRM_P_VALUE } from './srm.js';
 
 export type ExperimentState = 'Pending' | 'Running' | 'Paused' | 'Completed' | 'Failed' | 'Aborted';
 export const FINAL_STATES: ReadonlySet<ExperimentState> = new Set(['Completed', 'Failed', 'Aborted']);
@@ -97,9 +97,10 @@ export function iterate(
   const spec = doc.spec;
   const iteration = s.iteration + 1;
   const rng = iterationRng(spec.seed, iteration);
-  const srm = checkSrm(keylessDelta, s.weights);
+  const srm = checkSrm(keylessDelta, s.weights, SRM_P_VALUE / spec.duration.maxIterations);
   const a = { ...assess(spec, measurements, rng), srm };
-  const decision = decide(spec, a, { iteration, weights: s.weights });
+  const previousPFeasible = Object.fromEntries(Object.entries(s.versions).map(([v, st]) => [v, st.pFeasible]));
+  const decision = decide(spec, a, { iteration, weights: s.weights, previousPFeasible });
   const weights = nextWeights(spec, a, decision, s.weights, iteration, rng);
   const versions: Record<string, VersionStatus> = {};
   for (const v of a.versions) {

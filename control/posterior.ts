@@ -90,18 +90,11 @@ function fillBeta(a: number, b: number, rng: Rng, out: Float64Array): void {
   }
 }
 
-/** Fills by calling `draw` repeatedly: for posteriors without a faster way. */
-function fillBy(draw: (rng: Rng) => number): (rng: Rng, out: Float64Array) => void {
-  return (rng, out) => {
-    for (let i = 0; i < out.length; i++) out[i] = draw(rng);
-  };
-}
-
 /** A rate (errors per request, conversions per request): Beta(1 + successes, 1 + failures). */
-export function ratePosterior(successes: number, trials: number): Posterior {
+export function ratePosterior(successes: number, trials: number, prior: { a: number; b: number } = { a: 1, b: 1 }): Posterior {
   const s = Math.min(Math.max(successes, 0), trials);
-  const a = 1 + s;
-  const b = 1 + trials - s;
+  const a = prior.a + s;
+  const b = prior.b + trials - s;
   return {
     mean: a / (a + b),
     sd: Math.sqrt((a * b) / ((a + b) * (a + b) * (a + b + 1))),
@@ -116,15 +109,18 @@ export function ratePosterior(successes: number, trials: number): Posterior {
  * prior, (μ − x̄)/(s/√n) follows Student's t with n − 1 degrees of freedom.
  * Fewer than 2 values say nothing about the spread: the posterior is flat.
  */
-export function meanPosterior(n: number, sum: number, sumSq: number): Posterior {
+export function meanPosterior(n: number, sum: number, sumSq: number, prior?: { mean: number; strength: number }): Posterior {
   if (n < 2) {
     const m = n === 1 ? sum : 0;
     return { mean: m, sd: Number.POSITIVE_INFINITY, cdf: () => 0.5, draw: () => m, fill: (_rng, out) => out.fill(m) };
   }
-  const mean = sum / n;
-  const variance = Math.max((sumSq - n * mean * mean) / (n - 1), 0);
+  const sampleMean = sum / n;
+  const variance = Math.max((sumSq - n * sampleMean * sampleMean) / (n - 1), 0);
+  // A prior of k pseudo-values at `prior.mean` (same spread as the data): the mean shrinks toward it.
+  const k = prior?.strength ?? 0;
+  const mean = k > 0 ? (sum + k * prior!.mean) / (n + k) : sampleMean;
   // A spread of exactly zero would make every verdict certain at once; floor it at a hair.
-  const se = Math.max(Math.sqrt(variance / n), 1e-9 * Math.max(1, Math.abs(mean)));
+  const se = Math.max(Math.sqrt(variance / (n + k)), 1e-9 * Math.max(1, Math.abs(mean)));
   const df = n - 1;
   return {
     mean,
@@ -166,6 +162,9 @@ export function quantilePosterior(sketch: LatencySketch, q: number): Posterior {
       return 1 - betaCdf(q, 1 + k, 1 + n - k);
     },
     draw: (rng) => sketch.quantile(drawBeta(a, b, rng)),
-    fill: fillBy((rng) => sketch.quantile(drawBeta(a, b, rng))),
+    fill: (rng, out) => {
+      fillBeta(a, b, rng, out);
+      sketch.quantilesInPlace(out);
+    },
   };
 }

@@ -68,6 +68,22 @@ export class LatencySketch {
   }
 
   /**
+   * Replaces each q in `qs` (0..1) by its quantile, in one pass over the bins
+   * however many there are: what posterior sampling of percentiles needs.
+   */
+  quantilesInPlace(qs: Float64Array): void {
+    if (this.count === 0) return void qs.fill(Number.NaN);
+    const order = Array.from(qs.keys()).sort((a, b) => qs[a]! - qs[b]!);
+    let bin = 0;
+    let seen = this.bins[0]!;
+    for (const i of order) {
+      const rank = qs[i]! * (this.count - 1);
+      while (seen <= rank && bin < SKETCH_BINS - 1) seen += this.bins[++bin]!;
+      qs[i] = valueOf(bin);
+    }
+  }
+
+  /**
    * How many recorded values are <= limitMs (the empirical F(limit) times
    * count). Bins straddling the limit count as at-or-under only when their
    * representative value is, so the answer is exact up to the α bin width.

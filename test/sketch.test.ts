@@ -52,3 +52,13 @@ test('zero, negative, NaN and huge values are kept without throwing', () => {
   assert.equal(s.count, 5);
   assert.equal(s.quantile(0), 0);
 });
+
+test('quantilesInPlace agrees with quantile for every q', () => {
+  const rand = seededRandom(5);
+  const s = new LatencySketch();
+  for (let i = 0; i < 5000; i++) s.add(1 + rand() * 300);
+  const qs = Float64Array.from({ length: 500 }, () => rand());
+  const expected = Array.from(qs, (q) => s.quantile(q));
+  s.quantilesInPlace(qs);
+  assert.deepEqual(Array.from(qs), expected);
+});

@@ -33,7 +33,8 @@ function assessment(versions: Readonly<Record<string, Partial<VersionSketch>>>):
         pFeasible: null,
         objectives: [],
         pBest: v.pBest ?? null,
-        expectedLoss: null,
+        pBestSkeptical: null,
+    expectedLoss: null,
         reward: v.reward ?? null,
         metrics: {},
       }),
@@ -269,7 +270,9 @@ describe('policies', () => {
   it('top-two: same seed, same shares; another seed may differ', () => {
     const run = (seed: number) => policyFor('top-two')(input(clearBest, {}, seed));
     assert.deepEqual(run(42), run(42));
-    assert.notDeepEqual(run(42), run(43));
+    // Any two seeds may tie by chance (Monte Carlo counts); five all tying would mean the seed is ignored.
+    const distinct = new Set([1, 2, 3, 4, 5].map((seed) => JSON.stringify(run(seed))));
+    assert.ok(distinct.size > 1);
   });
 
   it('ucb: optimism favours the uncertain arm over a slightly better mean', () => {

@@ -27,6 +27,15 @@ export interface Scenario {
   readonly experiment: Record<string, unknown>;
 }
 
+/** One iteration of a controller: Sluice's `iterate`, or a reference policy written for the benchmark. */
+export type Step = (
+  doc: ExperimentDoc,
+  status: ExperimentStatus,
+  measurements: Measurements,
+  keylessDelta: Readonly<Record<string, number>>,
+  now: string,
+) => ExperimentStatus;
+
 export interface RunResult {
   readonly status: ExperimentStatus;
   readonly winner: string | null;
@@ -41,6 +50,8 @@ export interface RunResult {
   readonly movedBeforeMinSamples: boolean;
   /** Iteration at which every version first had minSamples (null: never). */
   readonly minSamplesAt: number | null;
+  /** Per version: iteration at which it first had minSamples (absent: never). */
+  readonly minSamplesAtByVersion: Readonly<Record<string, number>>;
 }
 
 function binomial(n: number, p: number, rand: () => number): number {
@@ -83,7 +94,7 @@ interface Acc {
   rewards: number;
 }
 
-export function simulate(scenario: Scenario, seed: number): RunResult {
+export function simulate(scenario: Scenario, seed: number, step: Step = iterate): RunResult {
   const doc: ExperimentDoc = validateExperiment({
     ...scenario.experiment,
     spec: { ...(scenario.experiment.spec as object), seed },
@@ -97,6 +108,7 @@ export function simulate(scenario: Scenario, seed: number): RunResult {
   let regret = 0;
   let movedEarly = false;
   let minSamplesAt: number | null = null;
+  const minSamplesAtByVersion: Record<string, number> = {};
   const minSamples = doc.spec.criteria.minSamples;
 
   while (!FINAL_STATES.has(status.state) && status.iteration < doc.spec.duration.maxIterations) {
@@ -132,7 +144,10 @@ export function simulate(scenario: Scenario, seed: number): RunResult {
     const measurements: Measurements = Object.fromEntries(names.map((n, i) => [n, toMeasurement(acc[i]!)]));
     const before = status.weights;
     const ready = acc.every((a) => a.requests >= minSamples);
-    status = iterate(doc, status, measurements, keylessDelta, `t${status.iteration + 1}`);
+    status = step(doc, status, measurements, keylessDelta, `t${status.iteration + 1}`);
+    acc.forEach((a, i) => {
+      if (a.requests >= minSamples && minSamplesAtByVersion[names[i]!] === undefined) minSamplesAtByVersion[names[i]!] = status.iteration;
+    });
     if (!ready && !FINAL_STATES.has(status.state) && JSON.stringify(before) !== JSON.stringify(status.weights)) movedEarly = true;
     if (ready && minSamplesAt === null) minSamplesAt = status.iteration;
   }
@@ -146,6 +161,7 @@ export function simulate(scenario: Scenario, seed: number): RunResult {
     srmFlagged: status.srmFlagged,
     movedBeforeMinSamples: movedEarly,
     minSamplesAt,
+    minSamplesAtByVersion,
   };
 }
 
