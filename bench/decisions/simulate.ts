@@ -57,16 +57,24 @@ export interface RunResult {
 function binomial(n: number, p: number, rand: () => number): number {
   if (p <= 0 || n === 0) return 0;
   if (p >= 1) return n;
-  if (n < 50) {
+  if (p > 0.5) return n - binomial(n, 1 - p, rand);
+  if (n * p < 30) {
+    // Inversion: walk the exact CDF. O(n·p) steps, exact tails (the SRM test lives in them).
+    const q = 1 - p;
+    let pmf = Math.pow(q, n);
+    let cdf = pmf;
+    const u = rand();
     let k = 0;
-    for (let i = 0; i < n; i++) if (rand() < p) k++;
+    while (u > cdf && k < n) {
+      pmf *= ((n - k) / (k + 1)) * (p / q);
+      k++;
+      cdf += pmf;
+    }
     return k;
   }
-  // Normal approximation with continuity, clamped: accurate enough at these n·p for counting.
-  const mean = n * p;
-  const sd = Math.sqrt(n * p * (1 - p));
+  // Large n·p: the normal approximation with continuity correction is accurate here.
   const z = Math.sqrt(-2 * Math.log(Math.max(rand(), 1e-300))) * Math.cos(2 * Math.PI * rand());
-  return Math.min(n, Math.max(0, Math.round(mean + sd * z)));
+  return Math.min(n, Math.max(0, Math.round(n * p + Math.sqrt(n * p * (1 - p)) * z)));
 }
 
 /** Splits n requests over versions by integer-percent weights (a multinomial draw, as the proxy's slots do). */
