@@ -6,13 +6,14 @@
  */
 import { readFileSync } from 'node:fs';
 import { parseDocument } from 'yaml';
-import type { YAMLError } from 'yaml';
 import { SluiceError } from '../common/errors.js';
-import type { ErrorDetail } from '../common/errors.js';
+import {
+  Problems, deepFreeze, expected, httpUrl, join, mapping, namedList, optList, optMapping,
+  osReason, plural, readBool, readEnum, readInt, readName, yamlDetail,
+} from '../common/validation.js';
 import { validateWeights } from '../proxy/config.js';
 import { ALGORITHMS, BUILTIN_METRICS, DEPLOYMENT_PATTERNS, TESTING_PATTERNS } from './spec-types.js';
 import type {
-  Algorithm,
   BuiltinMetric,
   Criteria,
   DeploymentPattern,
@@ -24,8 +25,6 @@ import type {
   TestingPattern,
   WeightsSpec,
 } from './spec-types.js';
-
-type Obj = Record<string, unknown>;
 
 /** Every default in one place (docs/experiments.md lists the same). */
 export const EXPERIMENT_DEFAULTS = {
@@ -45,8 +44,6 @@ export const EXPERIMENT_DEFAULTS = {
   preferredDirection: 'High',
 } as const;
 
-const NAME_RE = /^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$/i;
-const NAME_RULE = 'letters, digits, "-", "_" and "." starting and ending with a letter or digit';
 const MAX_NAME = 63;
 const MAX_INTERVAL_SECONDS = 86_400; // setTimeout overflows (and fires at once) past ~24.8 days
 const MAX_ITERATIONS = 10_000;
@@ -120,24 +117,6 @@ function parseNamed(text: string, label: string): ExperimentDoc {
 
 // ---------------------------------------------------------------- problems
 
-class Problems {
-  readonly list: ErrorDetail[] = [];
-
-  add(path: string, message: string): void {
-    this.list.push({ path, message });
-  }
-
-  /** Records a problem and yields a stand-in value so validation can go on. */
-  reject<T>(path: string, message: string, standIn: T): T {
-    this.add(path, message);
-    return standIn;
-  }
-
-  /** Whether `path` (or something under it) was already reported: follow-on rules stay quiet. */
-  has(path: string): boolean {
-    return this.list.some((d) => d.path === path || d.path.startsWith(`${path}.`) || d.path.startsWith(`${path}[`));
-  }
-}
 
 // ---------------------------------------------------------------- document
 
@@ -232,15 +211,8 @@ function checkPattern(
 // ---------------------------------------------------------------- versions
 
 function readVersions(p: Problems, v: unknown, path: string): ExperimentVersion[] {
-  if (v == null || (Array.isArray(v) && v.length === 0)) return p.reject(path, 'at least one version is required (the first is the baseline)', []);
-  if (!Array.isArray(v)) return expected(p, path, 'a list of versions', v, []);
-  const versions = v.map((x, i) => readVersion(p, x, index(path, i)));
-  const seen = new Set<string>();
-  versions.forEach((x, i) => {
-    if (x.name !== '' && seen.has(x.name)) p.add(`${index(path, i)}.name`, `duplicate version name ${JSON.stringify(x.name)}`);
-    seen.add(x.name);
-  });
-  return versions;
+  const required = 'at least one version is required (the first is the baseline)';
+  return namedList(p, v, path, 'version', required, (x, at) => readVersion(p, x, at));
 }
 
 function readVersion(p: Problems, v: unknown, path: string): ExperimentVersion {
@@ -254,16 +226,7 @@ function readUrl(p: Problems, v: unknown, path: string): string | null {
   if (v == null) return null;
   const what = 'an absolute http: or https: URL such as http://127.0.0.1:3002';
   if (typeof v !== 'string') return expected(p, path, what, v, null);
-  let u: URL;
-  try {
-    u = new URL(v);
-  } catch {
-    return expected(p, path, what, v, null);
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') return p.reject(path, `expected an http: or https: URL, got ${u.protocol}`, null);
-  if (u.username || u.password) return p.reject(path, 'must not contain credentials', null);
-  if (u.search || u.hash || /[?#]/.test(v)) return p.reject(path, 'must not have a query or fragment', null);
-  return v;
+  return httpUrl(p, v, path, what) ? v : null;
 }
 
 // ---------------------------------------------------------------- criteria
@@ -424,109 +387,4 @@ function readUnsupported(p: Problems, metrics: unknown, tasks: unknown): void {
     if (!Array.isArray(list)) expected(p, `spec.tasks.${key}`, 'an empty list', list, null);
     else if (list.length > 0) p.add(`spec.tasks.${key}`, 'tasks are not supported yet');
   }
-}
-
-// ---------------------------------------------------------------- scalar readers
-
-function readName(p: Problems, v: unknown, path: string, maxLength = Infinity): string {
-  if (v == null) return p.reject(path, 'required', '');
-  if (typeof v !== 'string' || !NAME_RE.test(v)) {
-    const hint = typeof v === 'number' || typeof v === 'boolean' ? ` (quote it: "${String(v)}")` : '';
-    return p.reject(path, `expected a name of ${NAME_RULE}, got ${describe(v)}${hint}`, '');
-  }
-  if (v.length > maxLength) return p.reject(path, `must be at most ${maxLength} characters, got ${v.length}`, '');
-  return v;
-}
-
-function readEnum<T extends string, F>(p: Problems, v: unknown, path: string, allowed: readonly T[], standIn: F): T | F {
-  if (v == null) return standIn;
-  if (typeof v === 'string' && (allowed as readonly string[]).includes(v)) return v as T;
-  return expected(p, path, `one of ${allowed.join(', ')}`, v, standIn);
-}
-
-function readInt(p: Problems, v: unknown, path: string, fallback: number, min: number, max: number): number {
-  if (v == null) return fallback;
-  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= min && v <= max) return v;
-  const range = max === Number.MAX_SAFE_INTEGER ? `>= ${min}` : `${min}..${max}`;
-  return expected(p, path, `an integer ${range}`, v, fallback);
-}
-
-function readBool(p: Problems, v: unknown, path: string, fallback: boolean): boolean {
-  if (v == null) return fallback;
-  if (typeof v === 'boolean') return v;
-  return expected(p, path, 'true or false', v, fallback);
-}
-
-// ---------------------------------------------------------------- structure helpers
-
-function isObj(v: unknown): v is Obj {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
-  const proto: unknown = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}
-
-/** A mapping with a closed set of keys; null (after reporting) when `v` is not a mapping. */
-function mapping(p: Problems, v: unknown, path: string, allowed: readonly string[]): Obj | null {
-  if (!isObj(v)) return expected(p, path, 'a mapping', v, null);
-  for (const key of Object.keys(v)) {
-    if (!allowed.includes(key)) p.add(join(path, key), `unknown field (allowed: ${allowed.join(', ')})`);
-  }
-  return v;
-}
-
-/** Like `mapping`, but absent means "all defaults". */
-function optMapping(p: Problems, v: unknown, path: string, allowed: readonly string[]): Obj {
-  return v == null ? {} : (mapping(p, v, path, allowed) ?? {});
-}
-
-function optList(p: Problems, v: unknown, path: string, what: string): Array<[unknown, string]> {
-  if (v == null) return [];
-  if (!Array.isArray(v)) return expected(p, path, what, v, []);
-  return v.map((x, i) => [x, index(path, i)]);
-}
-
-/** "expected X, got Y": every type error names both. */
-function expected<T>(p: Problems, path: string, what: string, got: unknown, standIn: T): T {
-  return p.reject(path, `expected ${what}, got ${describe(got)}`, standIn);
-}
-
-function describe(v: unknown): string {
-  if (typeof v === 'string') return `string ${JSON.stringify(v)}`;
-  if (typeof v === 'number' || typeof v === 'boolean') return `${typeof v} ${String(v)}`;
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
-  if (isObj(v)) return 'a mapping';
-  return typeof v;
-}
-
-function join(path: string, key: string): string {
-  return path ? `${path}.${key}` : key;
-}
-
-function index(path: string, i: number): string {
-  return `${path}[${i}]`;
-}
-
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
-
-function yamlDetail(e: YAMLError): ErrorDetail {
-  // yaml appends "at line L, column C:" and a source excerpt; keep the reason and report L:C compactly.
-  const reason = e.message.split(/ at line \d+, column \d+/)[0] ?? e.message;
-  const pos = e.linePos?.[0];
-  return { path: '', message: pos ? `${pos.line}:${pos.col}: ${reason}` : reason };
-}
-
-function osReason(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  // "ENOENT: no such file or directory, open 'x'" → "no such file or directory (ENOENT)"
-  const m = /^[A-Z]+: ([^,]+)/.exec(e.message ?? '');
-  return m?.[1] && e.code ? `${m[1]} (${e.code})` : String(e.message ?? err);
-}
-
-function deepFreeze<T>(v: T): T {
-  if (typeof v !== 'object' || v === null || Object.isFrozen(v)) return v;
-  for (const x of Object.values(v)) deepFreeze(x);
-  return Object.freeze(v);
 }

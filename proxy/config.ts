@@ -6,7 +6,6 @@
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseDocument } from 'yaml';
-import type { YAMLError } from 'yaml';
 import { SluiceError } from '../common/errors.js';
 import type { ErrorDetail } from '../common/errors.js';
 import type {
@@ -25,21 +24,22 @@ import type {
   VersionConfig,
 } from './config-types.js';
 import { parseDuration, parseSize } from './duration.js';
+import {
+  Problems, deepFreeze, describe, expected, expectedText, httpUrl, index, isObj, join, mapping, namedList, optList, optMapping,
+  osReason, plural, readBool, readEnum, readInt, readName, typeOf, yamlDetail, type Obj,
+} from '../common/validation.js';
 
 export type LoadOptions = {
   env?: NodeJS.ProcessEnv;
   overrides?: { listen?: string; adminListen?: string; token?: string; redis?: string; logLevel?: string };
 };
 
-type Obj = Record<string, unknown>;
 type Overrides = NonNullable<LoadOptions['overrides']>;
 
 const DEFAULT_NAME = 'sluice.yaml';
 const DEFAULT_LISTEN = '0.0.0.0:8080';
 const DEFAULT_ADMIN_LISTEN = '127.0.0.1:9901';
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'];
-const NAME_RE = /^[a-z0-9]([-a-z0-9_.]*[a-z0-9])?$/i;
-const NAME_RULE = 'letters, digits, "-", "_" and "." starting and ending with a letter or digit';
 const TOKEN_RE = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/i; // RFC 9110 token: header, cookie and method names
 const HOST_RE = /^(\*\.)?[a-z0-9_]([-a-z0-9_]*[a-z0-9])?(\.[a-z0-9_]([-a-z0-9_]*[a-z0-9])?)*$/;
 const REDIS_RE = /^(redis|rediss|sentinel):\/\//;
@@ -151,7 +151,7 @@ function protectRefs(text: string): { text: string; restore: (v: unknown) => unk
 
 function validateNamed(raw: unknown, opts: LoadOptions, name: string): SluiceConfig {
   const env = opts.env ?? process.env;
-  const p = new Problems();
+  const p = new EnvProblems();
   const doc = applyOverrides(p, substituteAll(p, raw, env, ''), opts.overrides ?? {}, env);
   const config = readConfig(p, doc);
   if (p.list.length > 0) {
@@ -162,8 +162,7 @@ function validateNamed(raw: unknown, opts: LoadOptions, name: string): SluiceCon
 
 // ---------------------------------------------------------------- problem collection
 
-class Problems {
-  list: ErrorDetail[] = [];
+class EnvProblems extends Problems {
   /** Paths whose value came from a `${VAR}`: numbers and booleans may arrive there as strings. */
   readonly substituted = new Set<string>();
   /** Where an overridden value came from, appended to its errors so users look in the right place. */
@@ -171,16 +170,10 @@ class Problems {
   /** A failed substitution already explains the field; follow-on type errors would only mislead. */
   private readonly envFailed = new Set<string>();
 
-  add(path: string, message: string): void {
+  override add(path: string, message: string): void {
     if (this.envFailed.has(path)) return;
     const source = this.sources.get(path);
     this.list.push({ path, message: source ? `${message} (from ${source})` : message });
-  }
-
-  /** Records a problem and yields a stand-in value so validation can go on. */
-  reject<T>(path: string, message: string, standIn: T): T {
-    this.add(path, message);
-    return standIn;
   }
 
   addEnv(path: string, message: string): void {
@@ -195,7 +188,7 @@ class Problems {
   }
 
   /** Coerces `"42"`/`"true"` from a substitution; elsewhere the type the user wrote stands. */
-  scalar(v: unknown, path: string): unknown {
+  override scalar(v: unknown, path: string): unknown {
     if (typeof v !== 'string' || !this.substituted.has(path)) return v;
     if (/^-?\d+(\.\d+)?$/.test(v)) return Number(v);
     if (v === 'true' || v === 'false') return v === 'true';
@@ -210,14 +203,14 @@ const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 
 // Substitution runs on parsed scalars, never on raw text, so a variable's value
 // cannot inject YAML structure.
-function substituteAll(p: Problems, v: unknown, env: NodeJS.ProcessEnv, path: string): unknown {
+function substituteAll(p: EnvProblems, v: unknown, env: NodeJS.ProcessEnv, path: string): unknown {
   if (typeof v === 'string') return v.includes('${') ? substitute(p, v, env, path) : v;
   if (Array.isArray(v)) return v.map((x, i) => substituteAll(p, x, env, index(path, i)));
   if (isObj(v)) return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, substituteAll(p, x, env, join(path, k))]));
   return v;
 }
 
-function substitute(p: Problems, text: string, env: NodeJS.ProcessEnv, path: string): string {
+function substitute(p: EnvProblems, text: string, env: NodeJS.ProcessEnv, path: string): string {
   p.substituted.add(path);
   return text.replace(REF_RE, (whole: string, body: string | undefined) => {
     if (whole === '$${') return '${';
@@ -241,7 +234,7 @@ function substitute(p: Problems, text: string, env: NodeJS.ProcessEnv, path: str
 
 // ---------------------------------------------------------------- overrides
 
-function applyOverrides(p: Problems, doc: unknown, overrides: Overrides, env: NodeJS.ProcessEnv): unknown {
+function applyOverrides(p: EnvProblems, doc: unknown, overrides: Overrides, env: NodeJS.ProcessEnv): unknown {
   if (!isObj(doc) && doc != null) return doc; // reported as a type error later
   const out: Obj = { ...(doc ?? {}) };
   for (const o of OVERRIDABLE) {
@@ -275,7 +268,7 @@ function readConfig(p: Problems, doc: unknown): SluiceConfig {
   // An empty file parses to null; treating it as {} yields the useful "routes: required".
   const top = doc == null ? {} : mapping(p, doc, '', ['listen', 'admin', 'store', 'logLevel', 'proxy', 'routes']);
   // Not a mapping at all: one problem is the whole story, so defaults are built on a scratch list.
-  if (!top) return readConfig(new Problems(), {});
+  if (!top) return readConfig(new EnvProblems(), {});
   const listen = readListen(p, top.listen, 'listen', DEFAULT_LISTEN);
   const admin = readAdmin(p, top.admin);
   checkPortClash(p, listen, admin.listen);
@@ -285,7 +278,7 @@ function readConfig(p: Problems, doc: unknown): SluiceConfig {
     store: readStore(p, top.store),
     proxy: readProxy(p, top.proxy),
     routes: readRoutes(p, top.routes),
-    logLevel: readLogLevel(p, top.logLevel),
+    logLevel: readEnum(p, top.logLevel, 'logLevel', LOG_LEVELS, 'info'),
   };
 }
 
@@ -317,12 +310,6 @@ function readStore(p: Problems, v: unknown): StoreConfig {
   const scheme = typeof redis === 'string' ? /^[a-z][a-z0-9+.-]*:/i.exec(redis)?.[0] : undefined;
   const got = scheme ? `scheme ${scheme}` : typeOf(redis);
   return p.reject('store.redis', `expected a URL starting with redis://, rediss:// or sentinel://, got ${got}`, { redis: null });
-}
-
-function readLogLevel(p: Problems, v: unknown): string {
-  if (v == null) return 'info';
-  if (typeof v === 'string' && LOG_LEVELS.includes(v)) return v;
-  return expected(p, 'logLevel', `one of ${LOG_LEVELS.join(', ')}`, v, 'info');
 }
 
 function readProxy(p: Problems, v: unknown): ProxyOptions {
@@ -421,11 +408,7 @@ const PLACEHOLDER = {
 const ROUTE_KEYS = ['name', 'match', 'versions', 'weights', 'rules', 'sticky', 'mirror', 'timeouts'];
 
 function readRoutes(p: Problems, v: unknown): RouteConfig[] {
-  if (v == null || (Array.isArray(v) && v.length === 0)) return p.reject('routes', 'at least one route is required', []);
-  if (!Array.isArray(v)) return expected(p, 'routes', 'a list of routes', v, []);
-  const routes = v.map((r, i) => readRoute(p, r, index('routes', i)));
-  reportDuplicates(p, routes.map((r) => r.name), (i) => `${index('routes', i)}.name`, 'route name');
-  return routes;
+  return namedList(p, v, 'routes', 'route', 'at least one route is required', (r, at) => readRoute(p, r, at));
 }
 
 function readRoute(p: Problems, v: unknown, path: string): RouteConfig {
@@ -445,12 +428,6 @@ function readRoute(p: Problems, v: unknown, path: string): RouteConfig {
     mirror: optList(p, o.mirror, join(path, 'mirror'), 'a list of mirrors').map(([m, at]) => readMirror(p, m, at, known)),
     timeouts: readTimeouts(p, o.timeouts, join(path, 'timeouts')),
   };
-}
-
-function readName(p: Problems, v: unknown, path: string): string {
-  if (v == null) return p.reject(path, 'required', '');
-  if (typeof v === 'string' && NAME_RE.test(v)) return v;
-  return expectedText(p, path, `a name of ${NAME_RULE}`, v, '');
 }
 
 function readRouteMatch(p: Problems, v: unknown, path: string): { host: string | null; pathPrefix: string } {
@@ -477,11 +454,7 @@ function readPathPrefix(p: Problems, v: unknown, path: string): string {
 }
 
 function readVersions(p: Problems, v: unknown, path: string): VersionConfig[] {
-  if (v == null || (Array.isArray(v) && v.length === 0)) return p.reject(path, 'at least one version is required', []);
-  if (!Array.isArray(v)) return expected(p, path, 'a list of versions', v, []);
-  const versions = v.map((x, i) => readVersion(p, x, index(path, i)));
-  reportDuplicates(p, versions.map((x) => x.name), (i) => `${index(path, i)}.name`, 'version name');
-  return versions;
+  return namedList(p, v, path, 'version', 'at least one version is required', (x, at) => readVersion(p, x, at));
 }
 
 function readVersion(p: Problems, v: unknown, path: string): VersionConfig {
@@ -495,17 +468,8 @@ function readUpstreamUrl(p: Problems, v: unknown, path: string): { url: string; 
   const bad = { url: '', basePath: '' };
   if (v == null) return p.reject(path, 'required', bad);
   if (typeof v !== 'string') return expected(p, path, 'an absolute http: or https: URL', v, bad);
-  let u: URL;
-  try {
-    u = new URL(v);
-  } catch {
-    return expected(p, path, 'an absolute http: or https: URL', v, bad);
-  }
-  if (u.protocol !== 'http:' && u.protocol !== 'https:') return p.reject(path, `expected an http: or https: URL, got ${u.protocol}`, bad);
-  if (u.username || u.password) return p.reject(path, 'must not contain credentials', bad);
-  // Checked on the text too: `http://h/?` parses with an empty search.
-  if (u.search || u.hash || /[?#]/.test(v)) return p.reject(path, 'must not have a query or fragment', bad);
-  return { url: u.origin, basePath: u.pathname.replace(/\/+$/, '') };
+  const u = httpUrl(p, v, path, 'an absolute http: or https: URL');
+  return u ? { url: u.origin, basePath: u.pathname.replace(/\/+$/, '') } : bad;
 }
 
 function readRouteWeights(p: Problems, versions: VersionConfig[], v: unknown, path: string): Record<string, number> {
@@ -657,20 +621,6 @@ function readMethods(p: Problems, v: unknown, path: string): Set<string> {
 
 // ---------------------------------------------------------------- scalar readers
 
-function readBool(p: Problems, raw: unknown, path: string, fallback: boolean): boolean {
-  const v = p.scalar(raw, path);
-  if (v == null) return fallback;
-  if (typeof v === 'boolean') return v;
-  return expected(p, path, 'true or false', v, fallback);
-}
-
-function readInt(p: Problems, raw: unknown, path: string, fallback: number, min: number): number {
-  const v = p.scalar(raw, path);
-  if (v == null) return fallback;
-  if (typeof v === 'number' && Number.isSafeInteger(v) && v >= min) return v;
-  return expected(p, path, `an integer >= ${min}`, v, fallback);
-}
-
 function readDuration(p: Problems, raw: unknown, path: string, fallback: number, allowZero = false): number {
   const v = p.scalar(raw, path);
   if (v == null) return fallback;
@@ -686,100 +636,4 @@ function readSize(p: Problems, raw: unknown, path: string, fallback: number): nu
   const bytes = parseSize(v);
   if (bytes !== null) return bytes;
   return expected(p, path, 'a size such as 512B, 64KiB, 1MiB or 1MB (a bare number is bytes)', v, fallback);
-}
-
-// ---------------------------------------------------------------- structure helpers
-
-function isObj(v: unknown): v is Obj {
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) return false;
-  const proto: unknown = Object.getPrototypeOf(v);
-  return proto === Object.prototype || proto === null;
-}
-
-/** A mapping with a closed set of keys; null (after reporting) when `v` is not a mapping. */
-function mapping(p: Problems, v: unknown, path: string, allowed: readonly string[]): Obj | null {
-  if (!isObj(v)) return expected(p, path, 'a mapping', v, null);
-  for (const key of Object.keys(v)) {
-    if (!allowed.includes(key)) p.add(join(path, key), `unknown field (allowed: ${allowed.join(', ')})`);
-  }
-  return v;
-}
-
-/** Like `mapping`, but absent (or an empty `key:`) means "all defaults". */
-function optMapping(p: Problems, v: unknown, path: string, allowed: readonly string[]): Obj {
-  return v == null ? {} : (mapping(p, v, path, allowed) ?? {});
-}
-
-/** Items of an optional list, each with its path. */
-function optList(p: Problems, v: unknown, path: string, what: string): Array<[unknown, string]> {
-  if (v == null) return [];
-  if (!Array.isArray(v)) return expected(p, path, what, v, []);
-  return v.map((x, i) => [x, index(path, i)]);
-}
-
-function reportDuplicates(p: Problems, names: readonly string[], pathOf: (i: number) => string, what: string): void {
-  const seen = new Set<string>();
-  names.forEach((name, i) => {
-    if (name !== '' && seen.has(name)) p.add(pathOf(i), `duplicate ${what} ${JSON.stringify(name)}`);
-    seen.add(name);
-  });
-}
-
-/** "expected X, got Y": every type error names both. */
-function expected<T>(p: Problems, path: string, what: string, got: unknown, standIn: T): T {
-  return p.reject(path, `expected ${what}, got ${describe(got)}`, standIn);
-}
-
-/** For text fields: a YAML author who wrote `x-canary: true` meant the string, so say how to get it. */
-function expectedText<T>(p: Problems, path: string, what: string, got: unknown, standIn: T): T {
-  const hint = typeof got === 'number' || typeof got === 'boolean' ? ` (quote it: "${String(got)}")` : '';
-  return p.reject(path, `expected ${what}, got ${describe(got)}${hint}`, standIn);
-}
-
-function describe(v: unknown): string {
-  if (typeof v === 'string') return `string ${JSON.stringify(v)}`;
-  if (typeof v === 'number' || typeof v === 'boolean') return `${typeof v} ${String(v)}`;
-  return typeOf(v);
-}
-
-/** The kind of a value without its content, for secrets. */
-function typeOf(v: unknown): string {
-  if (v === null) return 'null';
-  if (Array.isArray(v)) return 'a list';
-  if (isObj(v)) return 'a mapping';
-  if (typeof v === 'object') return `a ${(v as object).constructor?.name ?? 'object'}`;
-  return typeof v === 'string' ? 'a string' : typeof v;
-}
-
-function join(path: string, key: string): string {
-  return path ? `${path}.${key}` : key;
-}
-
-function index(path: string, i: number): string {
-  return `${path}[${i}]`;
-}
-
-function plural(n: number, word: string): string {
-  return `${n} ${word}${n === 1 ? '' : 's'}`;
-}
-
-function yamlDetail(e: YAMLError): ErrorDetail {
-  // yaml appends "at line L, column C:" and a source excerpt; keep the reason and report L:C compactly.
-  const reason = e.message.split(/ at line \d+, column \d+/)[0] ?? e.message;
-  const pos = e.linePos?.[0];
-  return { path: '', message: pos ? `${pos.line}:${pos.col}: ${reason}` : reason };
-}
-
-function osReason(err: unknown): string {
-  const e = err as NodeJS.ErrnoException;
-  // "ENOENT: no such file or directory, open 'x'" → "no such file or directory (ENOENT)"
-  const m = /^[A-Z]+: ([^,]+)/.exec(e.message ?? '');
-  return m?.[1] && e.code ? `${m[1]} (${e.code})` : String(e.message ?? err);
-}
-
-function deepFreeze<T>(v: T): T {
-  // RegExp and Set stay unfrozen: freezing them does not make them immutable anyway.
-  if (typeof v !== 'object' || v === null || v instanceof RegExp || v instanceof Set || Object.isFrozen(v)) return v;
-  for (const x of Object.values(v)) deepFreeze(x);
-  return Object.freeze(v);
 }
