@@ -154,3 +154,57 @@ export class StatsRegistry {
     return this.#byKey.values();
   }
 }
+
+/**
+ * The sum of several replicas' snapshots of one version: every field is a
+ * cumulative counter and the sketches share one bin layout, so the sum is
+ * exact — what the control plane sees is what all replicas counted.
+ */
+export function sumSnapshots(snapshots: readonly VersionSnapshot[]): VersionSnapshot {
+  const sketch = new LatencySketch();
+  const add = (into: Record<string, number>, from: Readonly<Record<string, number>>) => {
+    for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+  };
+  const statusCounts: Record<string, number> = {};
+  const upstreamErrors: Record<string, number> = {};
+  const mirror: Record<string, number> = {};
+  let requests = 0;
+  let errors = 0;
+  let keyless = 0;
+  let latencySumMs = 0;
+  let latencySumSqMs = 0;
+  let mirrorCompared = 0;
+  let rewards = 0;
+  let rewardSum = 0;
+  let rewardSumSq = 0;
+  for (const s of snapshots) {
+    requests += s.requests;
+    errors += s.errors;
+    keyless += s.keyless;
+    latencySumMs += s.latencySumMs;
+    latencySumSqMs += s.latencySumSqMs;
+    mirrorCompared += s.mirrorCompared;
+    rewards += s.rewards;
+    rewardSum += s.rewardSum;
+    rewardSumSq += s.rewardSumSq;
+    sketch.mergeSnapshot(s.latencySketch);
+    add(statusCounts, s.statusCounts);
+    add(upstreamErrors, s.upstreamErrors);
+    add(mirror, s.mirror);
+  }
+  return {
+    requests,
+    errors,
+    keyless,
+    latencySumMs,
+    latencySumSqMs,
+    latencySketch: sketch.snapshot(),
+    statusCounts,
+    upstreamErrors,
+    mirror,
+    mirrorCompared,
+    rewards,
+    rewardSum,
+    rewardSumSq,
+  };
+}

@@ -1,0 +1,43 @@
+/**
+ * The control plane's measurements in Redis mode: the sum, per version, of
+ * the last snapshot every proxy replica wrote (see proxy/stats-publisher.ts).
+ * A replica that died keeps its last snapshot counted: its requests happened.
+ */
+import type { Redis } from 'ioredis';
+import { SluiceError } from '../common/errors.js';
+import type { RedisKeys } from '../common/redis-keys.js';
+import { sumSnapshots, type VersionSnapshot } from '../proxy/stats.js';
+import type { AggregateSource } from './ports.js';
+
+export class RedisAggregates implements AggregateSource {
+  constructor(
+    private readonly redis: Redis,
+    private readonly keys: RedisKeys,
+  ) {}
+
+  async versions(route: string): Promise<Record<string, VersionSnapshot>> {
+    let fields: Record<string, string>;
+    try {
+      fields = await this.redis.hgetall(this.keys.stats(route));
+    } catch (err) {
+      throw new SluiceError('SLUICE_STORE_UNAVAILABLE', `cannot read measurements of route ${route}: ${(err as Error).message}`);
+    }
+    const perVersion = new Map<string, VersionSnapshot[]>();
+    for (const json of Object.values(fields)) {
+      const { versions } = JSON.parse(json) as { versions: Record<string, VersionSnapshot> };
+      for (const [v, s] of Object.entries(versions)) {
+        const list = perVersion.get(v) ?? [];
+        list.push(s);
+        perVersion.set(v, list);
+      }
+    }
+    const out: Record<string, VersionSnapshot> = {};
+    for (const [v, list] of perVersion) out[v] = sumSnapshots(list);
+    return out;
+  }
+
+  /** Replicas that have reported for a route, for status and debugging. */
+  async replicas(route: string): Promise<string[]> {
+    return this.redis.hkeys(this.keys.stats(route));
+  }
+}
