@@ -29,6 +29,7 @@ export const ERRORS = {
   SLUICE_INTERNAL: { status: 500, message: 'internal error' },
   SLUICE_LISTEN: { status: 500, message: 'cannot listen on the configured address' },
   SLUICE_STORE_UNAVAILABLE: { status: 503, message: 'the experiment store (Redis) is unavailable' },
+  SLUICE_FENCED: { status: 409, message: 'another control-plane leader has taken over' },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -7,6 +7,11 @@
  *   {prefix}experiments                set     names of stored experiments
  *   {prefix}stats:{route}              hash    field {replicaId} → JSON cumulative snapshot of that replica
  *                                              (per version); absolute values, so re-sending is harmless
+ *   {prefix}leader                     string  id of the control replica holding the lease (PX ttl)
+ *   {prefix}leader:epoch               string  fencing token: incremented at every acquisition
+ *   {prefix}route:{name}               string  JSON routing state { generation, weights, slots, versions }
+ *   {prefix}routes                     set     names of routes with a stored routing state
+ *   {prefix}routes:changed             channel a route name, published after its state changes
  */
 export class RedisKeys {
   constructor(readonly prefix = 'sluice:') {}
@@ -21,5 +26,25 @@ export class RedisKeys {
 
   stats(route: string): string {
     return `${this.prefix}stats:${route}`;
+  }
+
+  leader(): string {
+    return `${this.prefix}leader`;
+  }
+
+  leaderEpoch(): string {
+    return `${this.prefix}leader:epoch`;
+  }
+
+  route(name: string): string {
+    return `${this.prefix}route:${name}`;
+  }
+
+  routes(): string {
+    return `${this.prefix}routes`;
+  }
+
+  routesChanged(): string {
+    return `${this.prefix}routes:changed`;
   }
 }
