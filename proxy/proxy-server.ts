@@ -79,6 +79,28 @@ export class ProxyServer {
   }
 
   /**
+   * Applies a routing state decided elsewhere (the control-plane leader, via
+   * Redis): weights *and* the slot layout, so that every replica sends a
+   * sticky key to the same version. Only newer generations are applied;
+   * returns whether this one was.
+   */
+  applyRouteState(routeName: string, state: { generation: number; weights: Readonly<Record<string, number>>; slots: readonly number[] }): boolean {
+    const current = this.route(routeName);
+    if (state.generation <= current.generation) return false;
+    const checked = validateWeights(current.route.config, state.weights);
+    if ('errors' in checked) throw new SluiceError('SLUICE_WEIGHTS_INVALID', `routing state for ${routeName} is invalid`, checked.errors);
+    const n = current.route.versions.length;
+    if (state.slots.length !== current.slots.length || state.slots.some((v) => !Number.isInteger(v) || v < 0 || v >= n)) {
+      throw new SluiceError('SLUICE_WEIGHTS_INVALID', `routing state for ${routeName} has an invalid slot layout`);
+    }
+    const next: RouteState = { route: current.route, generation: state.generation, weights: Object.freeze({ ...checked.weights }), slots: Uint8Array.from(state.slots) };
+    this.#table = this.#table.with(next);
+    const change = { route: routeName, generation: next.generation, weights: next.weights, source: 'shared-state' };
+    for (const l of this.#listeners) l(change);
+    return true;
+  }
+
+  /**
    * Adds a version to a route with weight 0 (an experiment bringing its own
    * candidate). Existing versions keep their index, pools, counters and
    * slots, so no request or sticky key notices.
