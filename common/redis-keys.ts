@@ -7,6 +7,7 @@
  *   {prefix}experiments                set     names of stored experiments
  *   {prefix}stats:{route}              hash    field {replicaId} → JSON cumulative snapshot of that replica
  *                                              (per version); absolute values, so re-sending is harmless
+ *   {prefix}rewards:{route}            hash    {version}:count|sum|sumsq → reward events posted to the control API
  *   {prefix}leader                     string  id of the control replica holding the lease (PX ttl)
  *   {prefix}leader:epoch               string  fencing token: incremented at every acquisition
  *   {prefix}route:{name}               string  JSON routing state { generation, weights, slots, versions }
@@ -26,6 +27,10 @@ export class RedisKeys {
 
   stats(route: string): string {
     return `${this.prefix}stats:${route}`;
+  }
+
+  rewards(route: string): string {
+    return `${this.prefix}rewards:${route}`;
   }
 
   leader(): string {

@@ -17,8 +17,9 @@ export class RedisAggregates implements AggregateSource {
 
   async versions(route: string): Promise<Record<string, VersionSnapshot>> {
     let fields: Record<string, string>;
+    let rewards: Record<string, string>;
     try {
-      fields = await this.redis.hgetall(this.keys.stats(route));
+      [fields, rewards] = await Promise.all([this.redis.hgetall(this.keys.stats(route)), this.redis.hgetall(this.keys.rewards(route))]);
     } catch (err) {
       throw new SluiceError('SLUICE_STORE_UNAVAILABLE', `cannot read measurements of route ${route}: ${(err as Error).message}`);
     }
@@ -32,7 +33,12 @@ export class RedisAggregates implements AggregateSource {
       }
     }
     const out: Record<string, VersionSnapshot> = {};
-    for (const [v, list] of perVersion) out[v] = sumSnapshots(list);
+    for (const [v, list] of perVersion) {
+      const s = sumSnapshots(list);
+      // Reward events posted to the control API (not seen by any proxy) count for the version too.
+      const n = (f: string) => Number(rewards[`${v}:${f}`] ?? 0);
+      out[v] = { ...s, rewards: s.rewards + n('count'), rewardSum: s.rewardSum + n('sum'), rewardSumSq: s.rewardSumSq + n('sumsq') };
+    }
     return out;
   }
 

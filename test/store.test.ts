@@ -160,3 +160,29 @@ describe('RedisStore on a real redis-server', { skip }, () => {
     assert.deepEqual((await store.list()).map((r) => r.doc.name), ['checkout-v2']);
   });
 });
+
+describe('RedisStore with a fencing token', { skip }, () => {
+  it('writes only while its epoch is the current one; a stale leader changes nothing', async (t) => {
+    const server = await startRedis(t);
+    if (!server) return;
+    const client = createRedis(server.url);
+    t.after(() => client.disconnect());
+    await client.connect();
+    const keys = new RedisKeys('fenced:');
+    let mine: number | null = 7;
+    const store = new RedisStore(client, keys, () => mine);
+    await client.set(keys.leaderEpoch(), '7');
+    const record = pendingRecord('fenced-exp');
+    await store.put(record);
+    assert.equal((await store.get('fenced-exp'))?.doc.name, 'fenced-exp');
+
+    // Another replica takes over: the epoch moves on, this store's token is stale.
+    await client.set(keys.leaderEpoch(), '8');
+    await assert.rejects(store.put({ ...record, status: { ...record.status, reason: 'stale write' } }), (err: unknown) => err instanceof SluiceError && err.code === 'SLUICE_FENCED');
+    await assert.rejects(store.delete('fenced-exp'), (err: unknown) => err instanceof SluiceError && err.code === 'SLUICE_FENCED');
+    assert.equal((await store.get('fenced-exp'))?.status.reason, record.status.reason);
+
+    mine = null; // not the leader at all
+    await assert.rejects(store.put(record), (err: unknown) => err instanceof SluiceError && err.code === 'SLUICE_FENCED');
+  });
+});

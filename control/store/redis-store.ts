@@ -35,6 +35,7 @@
  */
 import type { Redis } from 'ioredis';
 import { SluiceError } from '../../common/errors.js';
+import { fencedExec, type FencedOp } from '../../common/redis-fence.js';
 import type { RedisKeys } from '../../common/redis-keys.js';
 import type { ExperimentRecord, ExperimentStore } from '../ports.js';
 
@@ -44,11 +45,25 @@ export class RedisStore implements ExperimentStore {
   readonly #client: Redis;
   readonly #keys: RedisKeys;
   /** One wait for the connection in progress, shared by every caller. */
+  readonly #epoch: (() => number | null) | null;
   #connecting: Promise<void> | null = null;
 
-  constructor(client: Redis, keys: RedisKeys) {
+  /**
+   * `epoch`, when given, makes every write fenced (common/redis-fence.ts):
+   * only the control-plane leader holding that token can change a record.
+   */
+  constructor(client: Redis, keys: RedisKeys, epoch?: () => number | null) {
     this.#client = client;
     this.#keys = keys;
+    this.#epoch = epoch ?? null;
+  }
+
+  /** Writes through the fence when this store has one. */
+  async #write(ops: FencedOp[], plain: () => Promise<void>): Promise<void> {
+    if (this.#epoch === null) return plain();
+    const epoch = this.#epoch();
+    if (epoch === null) throw new SluiceError('SLUICE_FENCED', 'this control replica is not the leader');
+    await fencedExec(this.#client, this.#keys.leaderEpoch(), epoch, ops);
   }
 
   async get(name: string): Promise<ExperimentRecord | null> {
@@ -62,8 +77,13 @@ export class RedisStore implements ExperimentStore {
     const name = record.doc.name;
     const json = encode(record);
     await this.#run('put', async () => {
-      const results = await this.#client.multi().set(this.#keys.experiment(name), json).sadd(this.#keys.experiments(), name).exec();
-      checkResults(results);
+      await this.#write(
+        [
+          ['SET', this.#keys.experiment(name), json],
+          ['SADD', this.#keys.experiments(), name],
+        ],
+        async () => checkResults(await this.#client.multi().set(this.#keys.experiment(name), json).sadd(this.#keys.experiments(), name).exec()),
+      );
     });
   }
 
@@ -82,8 +102,13 @@ export class RedisStore implements ExperimentStore {
 
   async delete(name: string): Promise<void> {
     await this.#run('delete', async () => {
-      const results = await this.#client.multi().del(this.#keys.experiment(name)).srem(this.#keys.experiments(), name).exec();
-      checkResults(results);
+      await this.#write(
+        [
+          ['DEL', this.#keys.experiment(name)],
+          ['SREM', this.#keys.experiments(), name],
+        ],
+        async () => checkResults(await this.#client.multi().del(this.#keys.experiment(name)).srem(this.#keys.experiments(), name).exec()),
+      );
     });
   }
 
