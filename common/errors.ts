@@ -30,6 +30,7 @@ export const ERRORS = {
   SLUICE_LISTEN: { status: 500, message: 'cannot listen on the configured address' },
   SLUICE_STORE_UNAVAILABLE: { status: 503, message: 'the experiment store (Redis) is unavailable' },
   SLUICE_FENCED: { status: 409, message: 'another control-plane leader has taken over' },
+  SLUICE_NOT_LEADER: { status: 409, message: 'this process does not decide weights or experiments' },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;

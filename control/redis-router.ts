@@ -63,6 +63,11 @@ export class RedisRouter implements TrafficRouter {
     });
   }
 
+  /** Names of the routes in the cache. */
+  names(): string[] {
+    return [...this.#cache.keys()].sort();
+  }
+
   /** The generation of the cached state of a route (null: unknown route). */
   generation(route: string): number | null {
     return this.#cache.get(route)?.generation ?? null;

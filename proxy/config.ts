@@ -353,7 +353,7 @@ function readListen(p: Problems, v: unknown, path: string, fallback: string): Li
 }
 
 /** The address, or why it is not one. */
-function parseListen(s: string): ListenAddress | string {
+export function parseListen(s: string): ListenAddress | string {
   const m = /^(?:\[([^\]]*)\]|([^:[\]]*)):(\d{1,5})$/.exec(s);
   if (!m) return `expected "host:port", "[ipv6]:port" or ":port", got ${JSON.stringify(s)}`;
   const port = Number(m[3]);
@@ -370,7 +370,7 @@ function parseListenOk(s: string): ListenAddress {
   return parsed;
 }
 
-function isLoopback(host: string): boolean {
+export function isLoopback(host: string): boolean {
   const h = host.toLowerCase();
   if (h === 'localhost' || h === '::1') return true;
   if (isIP(h) === 4) return h.startsWith('127.');

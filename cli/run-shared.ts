@@ -1,0 +1,171 @@
+/**
+ * The two processes of Redis mode:
+ *  - `sluice proxy`: the data plane. Serves traffic from its own routing
+ *    table, follows the routing state the leader writes, and publishes its
+ *    measurements. Redis is never on the request path: with Redis away it
+ *    keeps serving with its last weights and keeps counting.
+ *  - `sluice control`: the control plane. Several may run; the one holding
+ *    the lease (the leader) runs experiments and writes, fenced by its epoch.
+ * `sluice start --redis` runs both in one process.
+ */
+import { hostname } from 'node:os';
+import type { AddressInfo } from 'node:net';
+import type { FastifyInstance } from 'fastify';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import type { Redis } from 'ioredis';
+import { createAdminServer } from '../admin/admin-server.js';
+import { registerControlRoutesApi } from '../admin/control-routes-api.js';
+import { registerExperimentsApi } from '../admin/experiments-api.js';
+import { registerRoutesApi } from '../admin/routes-api.js';
+import { SluiceError } from '../common/errors.js';
+import type { Logger } from '../common/logger.js';
+import { createRedis } from '../common/redis.js';
+import { RedisKeys } from '../common/redis-keys.js';
+import { registerExperimentMetrics } from '../control/experiment-metrics.js';
+import { LeaderElection } from '../control/leader.js';
+import type { ExperimentRecord } from '../control/ports.js';
+import { RedisAggregates } from '../control/redis-aggregates.js';
+import { RedisRouter } from '../control/redis-router.js';
+import { Scheduler } from '../control/scheduler.js';
+import { RedisStore } from '../control/store/redis-store.js';
+import type { ListenAddress, SluiceConfig } from '../proxy/config-types.js';
+import { ProxyServer } from '../proxy/proxy-server.js';
+import { RouteSync } from '../proxy/route-sync.js';
+import { defaultReplicaId, StatsPublisher } from '../proxy/stats-publisher.js';
+
+export interface SharedOptions {
+  readonly redisUrl: string;
+  /** Key prefix, so several installations can share one Redis (default `sluice:`). */
+  readonly prefix: string;
+  readonly log: Logger;
+}
+
+export interface RunningProcess {
+  readonly adminUrl: string;
+  close(): Promise<void>;
+}
+
+function connect(url: string, name: string): Redis {
+  const client = createRedis(url, { connectionName: name });
+  // Start connecting now; a Redis that is away at start is retried in the background.
+  client.connect().catch(() => {});
+  return client;
+}
+
+function urlOf(app: FastifyInstance): string {
+  const a = app.server.address() as AddressInfo;
+  return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
+}
+
+export interface RunningProxy extends RunningProcess {
+  readonly proxy: ProxyServer;
+  readonly trafficUrl: string;
+  readonly publisher: StatsPublisher;
+  readonly sync: RouteSync;
+}
+
+export async function runProxy(config: SluiceConfig, shared: SharedOptions): Promise<RunningProxy> {
+  const { log } = shared;
+  const keys = new RedisKeys(shared.prefix);
+  const proxy = new ProxyServer(config, log);
+  const redis = connect(shared.redisUrl, 'sluice-proxy');
+  const subscriber = connect(shared.redisUrl, 'sluice-proxy-sub');
+  const publisher = new StatsPublisher({ proxy, redis, keys, log, registry: proxy.metrics, replicaId: defaultReplicaId() });
+  const sync = new RouteSync({ proxy, redis, subscriber, keys, log });
+  // The data plane is ready whenever it can serve: traffic must not stop because the control store is away.
+  const admin = createAdminServer({ token: config.admin.token, metrics: proxy.metrics, log, notReadyReason: () => (proxy.draining ? 'draining' : null) });
+  registerRoutesApi(admin, proxy, async () => {
+    throw new SluiceError('SLUICE_NOT_LEADER', 'in Redis mode weights are set on the control plane (sluice control, port 9902), which every proxy follows');
+  });
+  await proxy.listen();
+  await admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port });
+  await sync.start();
+  publisher.start();
+  const trafficUrl = urlOf(proxy.app).replace('0.0.0.0', '127.0.0.1');
+  log.info({ traffic: trafficUrl, admin: urlOf(admin), replica: publisher.replicaId }, 'sluice proxy started (Redis mode)');
+  return {
+    proxy,
+    publisher,
+    sync,
+    trafficUrl,
+    adminUrl: urlOf(admin),
+    close: async () => {
+      await proxy.close();
+      await publisher.stop(); // a last flush: this replica's final counts stay counted
+      await sync.stop();
+      await admin.close();
+      redis.disconnect();
+      subscriber.disconnect();
+    },
+  };
+}
+
+export interface ControlOptions extends SharedOptions {
+  readonly adminListen: ListenAddress;
+  readonly token: string | null;
+  /** Leader lease; failover takes about this plus one renewal interval. */
+  readonly leaseTtlMs?: number;
+  readonly id?: string;
+}
+
+export interface RunningControl extends RunningProcess {
+  readonly leader: LeaderElection;
+  readonly scheduler: Scheduler;
+}
+
+export async function runControl(opts: ControlOptions): Promise<RunningControl> {
+  const { log } = opts;
+  const keys = new RedisKeys(opts.prefix);
+  const redis = connect(opts.redisUrl, 'sluice-control');
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+  const leader = new LeaderElection(redis, keys, { id: opts.id ?? `${hostname()}-${process.pid}`, ttlMs: opts.leaseTtlMs, log, registry });
+  const epoch = () => (leader.isLeader ? leader.epoch : null);
+  const router = new RedisRouter(redis, keys, epoch);
+  const aggregates = new RedisAggregates(redis, keys);
+  const latest = new Map<string, ExperimentRecord>();
+  const scheduler = new Scheduler({
+    store: new RedisStore(redis, keys, epoch),
+    aggregates,
+    router,
+    log,
+    onChange: (r) => latest.set(r.doc.name, r),
+    onDelete: (name) => latest.delete(name),
+  });
+  registerExperimentMetrics(registry, () => latest.values());
+  leader.onChange((isLeader) => {
+    if (!isLeader) return scheduler.stop();
+    // Experiments resume at their next iteration: the counter is in the stored status.
+    void router
+      .refresh()
+      .then(() => scheduler.resumeAll())
+      .catch((err: unknown) => log.error({ err }, 'could not resume experiments after becoming leader'));
+  });
+  const refresher = setInterval(() => void router.refresh().catch(() => {}), 1000);
+  refresher.unref();
+  const admin = createAdminServer({
+    token: opts.token,
+    metrics: registry,
+    log,
+    notReadyReason: () => (redis.status === 'ready' ? null : `store unreachable (${redis.status})`),
+  });
+  registerExperimentsApi(admin, scheduler, router);
+  registerControlRoutesApi(admin, router, aggregates, scheduler);
+  admin.get('/leader', async () => ({ leader: leader.isLeader, epoch: leader.epoch }));
+  await admin.listen({ host: opts.adminListen.host, port: opts.adminListen.port });
+  leader.start();
+  log.info({ admin: urlOf(admin) }, 'sluice control started');
+  return {
+    leader,
+    scheduler,
+    adminUrl: urlOf(admin),
+    close: async () => {
+      clearInterval(refresher);
+      scheduler.stop();
+      await leader.stop(true);
+      await admin.close();
+      redis.disconnect();
+    },
+  };
+}
