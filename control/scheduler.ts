@@ -212,11 +212,17 @@ export class Scheduler {
     return (await this.opts.store.list()).find((r) => r.doc.spec.route === route && ACTIVE.has(r.status.state)) ?? null;
   }
 
-  /** Resumes timers for experiments left Running in the store (after a restart). */
+  /**
+   * Resumes timers for experiments left Running in the store: after a
+   * restart, or when this replica becomes the leader. An experiment resumes
+   * at its next iteration: the iteration counter lives in the stored status.
+   */
   async resumeAll(): Promise<void> {
+    this.#stopped = false;
     for (const r of await this.opts.store.list()) if (r.status.state === 'Running') this.#schedule(r.doc);
   }
 
+  /** Clears every timer (shutdown, or this replica lost leadership); resumeAll() starts them again. */
   stop(): void {
     this.#stopped = true;
     for (const t of this.#timers.values()) clearTimeout(t);
