@@ -109,7 +109,8 @@ program
   .option('--admin-listen <host:port>', 'admin API listener (default 127.0.0.1:9902; env SLUICE_ADMIN_LISTEN)')
   .addOption(new Option('--token <token>', 'admin API bearer token (env SLUICE_TOKEN)'))
   .option('--log-level <level>', 'log level (env SLUICE_LOG_LEVEL)')
-  .action(async (opts: { redis?: string; redisPrefix?: string; adminListen?: string; token?: string; logLevel?: string }) => {
+  .option('--lease-ttl <ms>', 'leader lease in milliseconds; failover takes about this plus a third of it (default 5000)')
+  .action(async (opts: { redis?: string; redisPrefix?: string; adminListen?: string; token?: string; logLevel?: string; leaseTtl?: string }) => {
     const redisUrl = opts.redis ?? process.env.SLUICE_REDIS_URL;
     if (!redisUrl) throw new SluiceError('SLUICE_CONFIG_INVALID', 'sluice control needs shared state', [{ path: 'redis', message: 'give --redis URL or SLUICE_REDIS_URL' }]);
     const token = opts.token ?? (process.env.SLUICE_TOKEN || null);
@@ -118,7 +119,8 @@ program
       throw new SluiceError('SLUICE_CONFIG_INVALID', 'admin API beyond loopback needs a token', [{ path: 'token', message: `an admin listener on ${adminListen.host} needs --token or SLUICE_TOKEN` }]);
     }
     const log = createLogger(opts.logLevel ?? process.env.SLUICE_LOG_LEVEL ?? 'info');
-    const running = await runControl({ redisUrl, prefix: prefixOf(opts), log, adminListen, token });
+    const leaseTtlMs = opts.leaseTtl === undefined ? undefined : Number(opts.leaseTtl);
+    const running = await runControl({ redisUrl, prefix: prefixOf(opts), log, adminListen, token, leaseTtlMs });
     serveUntilSignal(log, () => running.close());
   });
 
