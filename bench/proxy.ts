@@ -6,21 +6,24 @@
  *   c  sluice           wrk → Sluice (v1/v2 90/10, sticky x-user-id, metrics) → upstreams
  *   d  sluice+mirror    as c plus a 10 % shadow copy to v2
  *   e  nginx            wrk → nginx (keepalive upstream pool) → upstream
+ *   f  sluice-redis     as c, but `sluice proxy --redis` (data plane in Redis mode) against a
+ *                       redis-server of its own; Redis is never on the request path
  *
- * Runs alternate (a b c d e a b c d e …), each measured run preceded by a
+ * Runs alternate (a b c d e f a b c d e f …), each measured run preceded by a
  * discarded warm-up. See bench/README.md.
  *
  * Env: BENCH_DURATION (s, default 10), BENCH_ROUNDS (2), BENCH_CONNECTIONS (50),
  * BENCH_WARMUP (s, 2), BENCH_CASES (e.g. "abe"), BENCH_READY_TIMEOUT (s, 10),
  * BENCH_SLUICE_LOG_LEVEL (warn), BENCH_KEEP_TMP=1. Flag: --quick (3 s, 1 round).
  */
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
-import { nginxConf, sluiceYaml } from './lib/configs.js';
-import { freePorts, httpGet, waitFor200 } from './lib/net.js';
+import { nginxConf, redisServerArgs, sluiceYaml } from './lib/configs.js';
+import { freePorts, httpGet, redisInline, waitFor200, waitForRedis } from './lib/net.js';
 import {
   clkTck,
   commandExists,
@@ -40,6 +43,11 @@ import { runWrk, wrkArgs, type WrkParams, type WrkResult } from './lib/wrk.js';
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url));
 const ROOT = path.resolve(BENCH_DIR, '..');
 const NGINX = '/usr/sbin/nginx';
+const REDIS_SERVER = 'redis-server';
+/** Key prefix case f gives `sluice proxy --redis-prefix`. */
+const REDIS_PREFIX = 'bench:';
+/** Issue 4, acceptance 7: Redis mode vs in-memory, same run. */
+const REDIS_TARGET = { rpsRatioMin: 0.97, p99DeltaMaxMs: 0.5 } as const;
 
 // ------------------------------------------------------------------ options
 
@@ -51,7 +59,7 @@ env BENCH_DURATION=10     seconds per measured run
     BENCH_ROUNDS=2        rounds (each case once per round, alternating)
     BENCH_CONNECTIONS=50  wrk connections (1 thread)
     BENCH_WARMUP=2        seconds of discarded warm-up before each measured run (0: none)
-    BENCH_CASES=abcde     subset of cases to run
+    BENCH_CASES=abcdef    subset of cases to run
     BENCH_READY_TIMEOUT=10  seconds a proxy gets to become ready
     BENCH_SLUICE_LOG_LEVEL=warn  SLUICE_LOG_LEVEL given to the Sluice processes
     BENCH_KEEP_TMP=1      keep the temp dir (configs, child logs)`);
@@ -85,7 +93,7 @@ const opts = {
   connections: envInt('BENCH_CONNECTIONS', 50, 1),
   warmupS: envInt('BENCH_WARMUP', 2, 0),
   readyTimeoutMs: envInt('BENCH_READY_TIMEOUT', 10, 1) * 1000,
-  cases: (process.env['BENCH_CASES'] ?? 'abcde').toLowerCase(),
+  cases: (process.env['BENCH_CASES'] ?? 'abcdef').toLowerCase(),
   sluiceLogLevel: process.env['BENCH_SLUICE_LOG_LEVEL'] ?? 'warn',
   keepTmp: process.env['BENCH_KEEP_TMP'] === '1',
 };
@@ -99,7 +107,7 @@ const wrkParams: WrkParams = {
 
 // ------------------------------------------------------------------- cases
 
-type CaseId = 'a' | 'b' | 'c' | 'd' | 'e';
+type CaseId = 'a' | 'b' | 'c' | 'd' | 'e' | 'f';
 
 interface BenchCase {
   id: CaseId;
@@ -109,6 +117,11 @@ interface BenchCase {
   proc: Managed | null;
   /** Process-tree roots whose CPU is the proxy's (empty for direct). */
   cpuRoots: number[];
+  /**
+   * Processes the proxy needs besides itself (f: its redis-server). Their CPU is recorded
+   * apart from the proxy's; if one dies between runs the case is restarted like a dead proxy.
+   */
+  helpers: Managed[];
   adminUrl: string | null;
   /** (Re)starts the proxy: null when ready, else why not. Null for direct. */
   launch: (() => Promise<string | null>) | null;
@@ -131,6 +144,9 @@ interface RunRecord {
   proxyCpuUsPerReq: number | null;
   upstreamCpuSeconds: number | null;
   upstreamCpuUsPerReq: number | null;
+  /** f only: CPU of its redis-server during the measured run (not in proxyCpu*: Redis is off the request path). */
+  redisCpuSeconds: number | null;
+  redisCpuUsPerReq: number | null;
   /** Set when the proxy had died and was restarted just before this run. */
   restartedBefore: string | null;
   /** Requests each upstream served during the measured run (includes mirror copies). */
@@ -143,6 +159,7 @@ const ALL_CASES: ReadonlyArray<Pick<BenchCase, 'id' | 'name' | 'description'>> =
   { id: 'c', name: 'sluice', description: 'Sluice, 1 route, v1/v2 90/10, sticky x-user-id, metrics on' },
   { id: 'd', name: 'sluice+mirror', description: 'as c + mirror 10% to v2' },
   { id: 'e', name: 'nginx', description: 'nginx 1 worker, upstream keepalive 64, HTTP/1.1' },
+  { id: 'f', name: 'sluice-redis', description: 'as c, as `sluice proxy --redis` (data plane in Redis mode, own redis-server)' },
 ];
 
 function childEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
@@ -171,7 +188,7 @@ async function sanityCheck(c: BenchCase): Promise<string | null> {
   try {
     const r = await httpGet(c.url!, { timeoutMs: 5000, headers: { 'x-user-id': 'user-sanity' } });
     if (r.status !== 200) return `GET ${c.url} answered ${r.status} (expected 200): ${r.body.slice(0, 200)}`;
-    if ((c.id === 'c' || c.id === 'd') && r.headers['x-sluice-version'] === undefined) {
+    if ((c.id === 'c' || c.id === 'd' || c.id === 'f') && r.headers['x-sluice-version'] === undefined) {
       console.log(`  ${c.id} ${c.name}: note: response has no x-sluice-version header`);
     }
     return null;
@@ -205,8 +222,8 @@ async function main(): Promise<number> {
       ` · warm-up ${opts.warmupS}s · ${opts.rounds} round(s) · CLK_TCK ${clkTck()} · tmp ${tmp}`,
   );
 
-  const [up1Port, up2Port, barePort, cPort, cAdmin, dPort, dAdmin, ePort] = (await freePorts(8)) as [
-    number, number, number, number, number, number, number, number,
+  const [up1Port, up2Port, barePort, cPort, cAdmin, dPort, dAdmin, ePort, fPort, fAdmin, redisPort] = (await freePorts(11)) as [
+    number, number, number, number, number, number, number, number, number, number, number,
   ];
 
   // ---- upstreams (shared by every case)
@@ -239,7 +256,7 @@ async function main(): Promise<number> {
 
   // ---- proxies
   const cases: BenchCase[] = ALL_CASES.map((c) => ({
-    ...c, url: null, proc: null, cpuRoots: [], adminUrl: null, launch: null, restarts: [],
+    ...c, url: null, proc: null, cpuRoots: [], helpers: [], adminUrl: null, launch: null, restarts: [],
     status: opts.cases.includes(c.id) ? 'pending' : 'skipped',
     note: opts.cases.includes(c.id) ? null : 'not selected (BENCH_CASES)',
   }));
@@ -312,6 +329,61 @@ async function main(): Promise<number> {
     return why && `${why}${errTail ? `; ${errTail}` : ''}`;
   };
 
+  // f: the same route and config as c, run as the data plane in Redis mode against a redis-server
+  // of its own (loopback, no persistence). The proxy publishes its counters every second and follows
+  // routing state by pub/sub + poll; Redis is never on the request path.
+  const f = byId('f');
+  const redisUrl = `redis://127.0.0.1:${redisPort}`;
+  f.url = `http://127.0.0.1:${fPort}/`;
+  f.adminUrl = `http://127.0.0.1:${fAdmin}`;
+  if (f.status === 'pending' && !commandExists(REDIS_SERVER)) {
+    f.status = 'skipped';
+    f.note = `${REDIS_SERVER} not installed (apt-get install redis-server)`;
+    console.log(`  f sluice-redis: skipped — ${f.note}`);
+  }
+  let redis: Managed | null = null;
+  /** (Re)starts the bench's redis-server unless it is running. Null when it answers PING. */
+  const ensureRedis = async (): Promise<string | null> => {
+    if (redis && !hasExited(redis.child)) return null;
+    if (redis) killManaged(redis);
+    const dir = path.join(tmp, 'redis');
+    fs.mkdirSync(dir, { recursive: true });
+    try {
+      redis = spawnManaged({
+        name: 'redis-server', cmd: REDIS_SERVER, args: redisServerArgs({ port: redisPort, dir }),
+        cwd: dir, env: childEnv(), logPath: path.join(tmp, 'redis-server.log'),
+      });
+    } catch (err) {
+      return (err as Error).message;
+    }
+    const started = redis;
+    f.helpers = [started];
+    const why = await waitForRedis(redisPort, 10_000, () => hasExited(started.child));
+    if (!why) return null;
+    const logTailText = logTail(started, 5);
+    return `${REDIS_SERVER} on 127.0.0.1:${redisPort} did not become ready: ${why}${logTailText ? `\n${logTailText}` : ''}`;
+  };
+  const fYaml = path.join(tmp, 'sluice-f.yaml');
+  const fArgs = [sluiceBin, 'proxy', '-c', fYaml, '--redis', redisUrl, '--redis-prefix', REDIS_PREFIX];
+  f.launch = async () => {
+    if (!fs.existsSync(sluiceBin)) {
+      return `${path.relative(ROOT, sluiceBin)} does not exist (the Sluice CLI is not there yet): case not run`;
+    }
+    const redisWhy = await ensureRedis();
+    if (redisWhy) return redisWhy;
+    fs.writeFileSync(fYaml, sluiceYaml({ port: fPort, adminPort: fAdmin, v1Port: up1Port, v2Port: up2Port, mirror: false }));
+    const cmdline = `\`node bin/sluice.js ${fArgs.slice(1).join(' ')}\``;
+    const why = await spawnAndWait(f, {
+      name: 'sluice-f', cmd: process.execPath, args: fArgs,
+      cwd: ROOT, env: childEnv({ SLUICE_LOG_LEVEL: opts.sluiceLogLevel }), logPath: path.join(tmp, 'sluice-f.log'),
+    }, `${f.adminUrl}/readyz`);
+    if (why) return `${cmdline} ${why}`;
+    // /readyz is green without Redis (by design): make sure this really measures Redis mode,
+    // i.e. the proxy has flushed its counters to Redis at least once (sluice_store_up 1).
+    const upWhy = await waitForStoreUp(f.adminUrl!, opts.readyTimeoutMs, () => hasExited(f.proc!.child));
+    return upWhy && `${cmdline} is ready but not connected to Redis: ${upWhy}`;
+  };
+
   console.log('starting proxies…');
   for (const c of cases) {
     if (c.status !== 'pending') continue;
@@ -328,9 +400,10 @@ async function main(): Promise<number> {
       if (interrupted) return 130;
       if (c.status !== 'ready') continue;
       let restartedBefore: string | null = null;
-      if (c.proc && hasExited(c.proc.child)) {
+      const dead = c.proc ? [c.proc, ...c.helpers].find((m) => hasExited(m.child)) : undefined;
+      if (c.proc && dead) {
         // On a shared machine something else may have killed it (a broad pkill): restart once, and say so.
-        const what = `the process exited (${exitOf(c.proc)}) before round ${round}`;
+        const what = `${dead === c.proc ? 'the process' : dead.name} exited (${exitOf(dead)}) before round ${round}`;
         killManaged(c.proc);
         const why = c.launch ? await c.launch() : 'cannot restart';
         if (why) {
@@ -344,7 +417,7 @@ async function main(): Promise<number> {
       const rec: RunRecord = {
         round, case: c.id, startedAt: new Date().toISOString(), url: c.url!, warmup: null, wrk: null, wrkOutput: null,
         error: null, proxyCpuSeconds: null, proxyCpuUsPerReq: null, upstreamCpuSeconds: null, upstreamCpuUsPerReq: null,
-        upstreamRequests: null, restartedBefore,
+        redisCpuSeconds: null, redisCpuUsPerReq: null, upstreamRequests: null, restartedBefore,
       };
       runs.push(rec);
       if (opts.warmupS > 0) {
@@ -358,10 +431,13 @@ async function main(): Promise<number> {
       const countsBefore = await upstreamCounts();
       const proxyBefore = treeTicks(c.cpuRoots);
       const upBefore = treeTicks(upRoots);
+      const helperRoots = c.helpers.map((m) => m.pid);
+      const helpersBefore = treeTicks(helperRoots);
       try {
         const w = await runWrk(wrkParams, c.url!);
         const proxyAfter = treeTicks(c.cpuRoots);
         const upAfter = treeTicks(upRoots);
+        const helpersAfter = treeTicks(helperRoots);
         rec.wrk = w.result;
         rec.wrkOutput = w.raw;
         const reqs = w.result.requests;
@@ -371,6 +447,10 @@ async function main(): Promise<number> {
         }
         rec.upstreamCpuSeconds = cpuSecondsBetween(upBefore, upAfter);
         rec.upstreamCpuUsPerReq = reqs > 0 ? (rec.upstreamCpuSeconds * 1e6) / reqs : null;
+        if (helperRoots.length > 0) {
+          rec.redisCpuSeconds = cpuSecondsBetween(helpersBefore, helpersAfter);
+          rec.redisCpuUsPerReq = reqs > 0 ? (rec.redisCpuSeconds * 1e6) / reqs : null;
+        }
       } catch (err) {
         rec.error = (err as Error).message;
       }
@@ -418,6 +498,7 @@ async function main(): Promise<number> {
       p99Ms: median(ok.map((r) => r.wrk!.percentilesMs.p99)),
       proxyCpuUsPerReq: c.cpuRoots.length > 0 ? median(cpu) : null,
       upstreamCpuUsPerReq: median(ok.map((r) => r.upstreamCpuUsPerReq).filter((x): x is number => x !== null)),
+      redisCpuUsPerReq: median(ok.map((r) => r.redisCpuUsPerReq).filter((x): x is number => x !== null)),
       errors,
       failedRuns,
       upstreamShare: reqs > 0 ? { v1: v1 / reqs, v2: v2 / reqs } : null,
@@ -425,14 +506,34 @@ async function main(): Promise<number> {
   });
   const S = (id: CaseId) => summary.find((s) => s.case === id)!;
   const ratios = {
-    rps: { c_over_b: ratio(S('c').rps, S('b').rps), d_over_b: ratio(S('d').rps, S('b').rps), c_over_a: ratio(S('c').rps, S('a').rps) },
-    p99DeltaMs: { c_minus_b: diff(S('c').p99Ms, S('b').p99Ms), d_minus_b: diff(S('d').p99Ms, S('b').p99Ms) },
-    cpuPerReq: { c_over_b: ratio(S('c').proxyCpuUsPerReq, S('b').proxyCpuUsPerReq), d_over_b: ratio(S('d').proxyCpuUsPerReq, S('b').proxyCpuUsPerReq) },
+    rps: {
+      c_over_b: ratio(S('c').rps, S('b').rps), d_over_b: ratio(S('d').rps, S('b').rps), c_over_a: ratio(S('c').rps, S('a').rps),
+      f_over_c: ratio(S('f').rps, S('c').rps),
+    },
+    p99DeltaMs: {
+      c_minus_b: diff(S('c').p99Ms, S('b').p99Ms), d_minus_b: diff(S('d').p99Ms, S('b').p99Ms),
+      f_minus_c: diff(S('f').p99Ms, S('c').p99Ms),
+    },
+    cpuPerReq: {
+      c_over_b: ratio(S('c').proxyCpuUsPerReq, S('b').proxyCpuUsPerReq), d_over_b: ratio(S('d').proxyCpuUsPerReq, S('b').proxyCpuUsPerReq),
+      f_over_c: ratio(S('f').proxyCpuUsPerReq, S('c').proxyCpuUsPerReq),
+    },
+  };
+  // Redis mode vs in-memory (issue 4, acceptance 7). null: not measurable in this run (f or c missing).
+  const rpsMet = ratios.rps.f_over_c === null ? null : ratios.rps.f_over_c >= REDIS_TARGET.rpsRatioMin;
+  const p99Met = ratios.p99DeltaMs.f_minus_c === null ? null : ratios.p99DeltaMs.f_minus_c <= REDIS_TARGET.p99DeltaMaxMs;
+  const redisTarget = {
+    ...REDIS_TARGET,
+    rpsRatio: ratios.rps.f_over_c,
+    p99DeltaMs: ratios.p99DeltaMs.f_minus_c,
+    rpsMet,
+    p99Met,
+    met: rpsMet === null || p99Met === null ? null : rpsMet && p99Met,
   };
 
   // Sluice's own view of the split (shape per PRODUCT.md; stored raw).
   const sluiceStats: Record<string, unknown> = {};
-  for (const id of ['c', 'd'] as const) {
+  for (const id of ['c', 'd', 'f'] as const) {
     const c = byId(id);
     if (!c.adminUrl || c.status !== 'ready') continue;
     try {
@@ -440,6 +541,32 @@ async function main(): Promise<number> {
       sluiceStats[id] = r.status === 200 ? JSON.parse(r.body) : { status: r.status, body: r.body.slice(0, 500) };
     } catch (err) {
       sluiceStats[id] = { error: (err as Error).message };
+    }
+  }
+
+  // What case f left in Redis mode: its store gauge/flush count and the keys under its prefix.
+  let redisMode: Record<string, unknown> | null = null;
+  if (f.status === 'ready' && f.adminUrl) {
+    const version = spawnSync(REDIS_SERVER, ['--version'], { encoding: 'utf8' }).stdout?.trim() ?? null;
+    redisMode = { url: redisUrl, prefix: REDIS_PREFIX, command: `node bin/sluice.js ${fArgs.slice(1).join(' ')}`, redisServer: version };
+    try {
+      const m = await httpGet(`${f.adminUrl}/metrics`, { timeoutMs: 3000 });
+      const metric = (name: string): number | null => {
+        const hit = new RegExp(`^${name}(?:\\{[^}]*\\})? ([\\d.eE+-]+)$`, 'm').exec(m.body);
+        return hit ? Number(hit[1]) : null;
+      };
+      redisMode['storeUp'] = metric('sluice_store_up');
+      redisMode['flushes'] = metric('sluice_store_flush_seconds_count');
+      redisMode['flushSecondsSum'] = metric('sluice_store_flush_seconds_sum');
+    } catch (err) {
+      redisMode['metricsError'] = (err as Error).message;
+    }
+    try {
+      // First line of the KEYS reply is `*<count>`.
+      const keys = await redisInline(redisPort, `KEYS ${REDIS_PREFIX}*`, 3000);
+      redisMode['keysUnderPrefix'] = keys.startsWith('*') ? Number(keys.slice(1)) : keys;
+    } catch (err) {
+      redisMode['redisError'] = (err as Error).message;
     }
   }
 
@@ -471,7 +598,21 @@ async function main(): Promise<number> {
   );
   console.log(`p99 delta   c−b ${fmtDelta(ratios.p99DeltaMs.c_minus_b)}   d−b ${fmtDelta(ratios.p99DeltaMs.d_minus_b)}`);
   console.log(`CPU/req     c/b ${fmtRatio(ratios.cpuPerReq.c_over_b)}   d/b ${fmtRatio(ratios.cpuPerReq.d_over_b)}`);
-  for (const id of ['c', 'd'] as const) {
+  if (opts.cases.includes('f')) {
+    const met = (x: boolean | null): string => (x === null ? 'n/a' : x ? 'met' : 'NOT met');
+    console.log(
+      `Redis mode  rps f/c ${fmtRatio(ratios.rps.f_over_c)} (target ≥ ${REDIS_TARGET.rpsRatioMin}: ${met(rpsMet)})   ` +
+        `p99 f−c ${fmtDelta(ratios.p99DeltaMs.f_minus_c)} (target ≤ +${REDIS_TARGET.p99DeltaMaxMs} ms: ${met(p99Met)})   ` +
+        `CPU/req f/c ${fmtRatio(ratios.cpuPerReq.f_over_c)}`,
+    );
+    if (redisMode) {
+      console.log(
+        `            f in Redis mode: sluice_store_up ${redisMode['storeUp'] ?? '?'}, ${redisMode['flushes'] ?? '?'} flushes, ` +
+          `${redisMode['keysUnderPrefix'] ?? '?'} key(s) under ${REDIS_PREFIX}; redis-server CPU ${fmt(S('f').redisCpuUsPerReq, 2)} µs/req (not in proxy CPU)`,
+      );
+    }
+  }
+  for (const id of ['c', 'd', 'f'] as const) {
     const s = S(id);
     if (s.status === 'measured' && s.upstreamShare) {
       console.log(
@@ -510,6 +651,8 @@ async function main(): Promise<number> {
     runs,
     medians: summary,
     ratios,
+    redisTarget,
+    redisMode,
     sluiceStats,
   };
   fs.writeFileSync(outPath, `${JSON.stringify(doc, null, 2)}\n`);
@@ -524,6 +667,25 @@ async function main(): Promise<number> {
     return 1;
   }
   return 0;
+}
+
+/** Poll the admin /metrics until `sluice_store_up 1` (the first flush to Redis succeeded). Null when up. */
+async function waitForStoreUp(adminUrl: string, timeoutMs: number, isDead: () => boolean): Promise<string | null> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (isDead()) return 'the process exited';
+    try {
+      const r = await httpGet(`${adminUrl}/metrics`, { timeoutMs: 1000 });
+      const m = /^sluice_store_up(?:\{[^}]*\})? (\S+)$/m.exec(r.body);
+      if (r.status === 200 && m?.[1] === '1') return null;
+      last = r.status !== 200 ? `GET /metrics: HTTP ${r.status}` : m ? `sluice_store_up ${m[1]}` : 'no sluice_store_up in /metrics';
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return `not within ${Math.round(timeoutMs / 1000)} s (last: ${last})`;
 }
 
 // ------------------------------------------------------------------ output

@@ -64,3 +64,19 @@ http {
 }
 `;
 }
+
+/**
+ * redis-server arguments for case f: loopback only, no persistence at all (no RDB snapshots,
+ * no AOF), working directory inside the bench's temp dir, log to stdout (the child's log file).
+ */
+export function redisServerArgs(o: { port: number; dir: string }): string[] {
+  return [
+    '--port', String(o.port),
+    '--bind', '127.0.0.1',
+    '--save', '',
+    '--appendonly', 'no',
+    '--dir', o.dir,
+    '--daemonize', 'no',
+    '--logfile', '',
+  ];
+}

@@ -64,3 +64,48 @@ export async function waitFor200(url: string, timeoutMs: number, isDead: () => b
   }
   return `not ready within ${Math.round(timeoutMs / 1000)} s (last: ${last})`;
 }
+
+/**
+ * One inline command to a Redis server on 127.0.0.1:`port` (e.g. `PING`, `DBSIZE`) on a fresh
+ * connection; resolves the first reply line (`+PONG`, `:3`, `-ERR …`). Enough for the bench's
+ * readiness check and a look at what the proxy wrote, without a Redis client.
+ */
+export function redisInline(port: number, command: string, timeoutMs = 1000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const sock = net.connect({ host: '127.0.0.1', port });
+    let buf = '';
+    const done = (err: Error | null, line?: string): void => {
+      sock.destroy();
+      if (err) reject(err);
+      else resolve(line!);
+    };
+    sock.setTimeout(timeoutMs, () => done(new Error(`redis ${command}: timeout after ${timeoutMs} ms`)));
+    sock.on('error', (err) => done(err));
+    sock.on('connect', () => sock.write(`${command}\r\n`));
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => {
+      buf += d;
+      const eol = buf.indexOf('\r\n');
+      if (eol >= 0) done(null, buf.slice(0, eol));
+    });
+    sock.on('end', () => done(new Error(`redis ${command}: connection closed without a reply`)));
+  });
+}
+
+/** Poll until Redis on `port` answers PING with +PONG, `isDead()` turns true, or `timeoutMs` passes. Null when ready. */
+export async function waitForRedis(port: number, timeoutMs: number, isDead: () => boolean): Promise<string | null> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (isDead()) return 'the process exited';
+    try {
+      const r = await redisInline(port, 'PING');
+      if (r === '+PONG') return null;
+      last = r;
+    } catch (err) {
+      last = (err as Error).message;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  return `not ready within ${Math.round(timeoutMs / 1000)} s (last: ${last})`;
+}
