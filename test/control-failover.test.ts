@@ -9,15 +9,10 @@
  * token being rejected is tested directly in leader.test.ts.)
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
-import { startSampleApp } from '../demo/sample-app.js';
 import { Pool, waitFor } from './helpers.js';
+import { freePort, json, sluice, startShop } from './processes.js';
 import { startRedis } from './redis-server.js';
 
 const LEASE_TTL_MS = 1500;
@@ -26,48 +21,6 @@ const RENEW_MS = Math.floor(LEASE_TTL_MS / 3);
 const INTERVAL_MS = 500;
 /** Scheduling slack on a shared 2-core machine (and the test's own polling). */
 const MARGIN_MS = 500;
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-interface Child {
-  readonly process: ChildProcess;
-  /** Everything it wrote so far (stdout and stderr). */
-  output(): string;
-  /** Resolves with the signal or exit code once it has exited. */
-  readonly exited: Promise<NodeJS.Signals | number | null>;
-}
-
-function sluice(t: TestContext, args: string[], env: Record<string, string> = {}): Child {
-  const child = spawn('node', ['bin/sluice.js', ...args], { env: { ...process.env, SLUICE_LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? code)));
-  t.after(async () => {
-    // A child killed by a signal has exitCode null too: look at signalCode as well.
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  });
-  void exited.then((how) => {
-    if (how !== 0 && how !== 'SIGKILL') t.diagnostic(`sluice ${args[0]} exited ${String(how)}: ${output.slice(-2000)}`);
-  });
-  return { process: child, output: () => output, exited };
-}
-
-async function json(pool: Pool, method: string, path: string, body?: unknown) {
-  const r = await pool.request({ method: method as 'GET', path, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
-  const text = await r.body.text();
-  return { status: r.statusCode, body: text ? JSON.parse(text) : null };
-}
 
 /** The iteration numbers a control process logged for `experiment` (pino JSON lines on stdout). */
 function loggedIterations(output: string, experiment: string): number[] {
@@ -88,23 +41,7 @@ test('two control replicas: the leader SIGKILLed mid-experiment, the other takes
   const redis = await startRedis(t);
   if (redis === null) return;
   // Same conversion rate on both versions and a minSamples far out of reach: the experiment runs iteration after iteration.
-  const apps = await Promise.all([
-    startSampleApp({ name: 'v1', conversionRate: 0.1, seed: 1 }),
-    startSampleApp({ name: 'v2', conversionRate: 0.1, seed: 2 }),
-  ]);
-  t.after(() => Promise.all(apps.map((a) => a.close())));
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-failover-'));
-  const config = join(dir, 'sluice.yaml');
-  writeFileSync(
-    config,
-    `routes:
-  - name: shop
-    versions:
-      - { name: v1, url: ${apps[0]!.url} }
-      - { name: v2, url: ${apps[1]!.url} }
-    weights: { v1: 100 }
-`,
-  );
+  const { config } = await startShop(t, [{ conversionRate: 0.1, seed: 1 }, { conversionRate: 0.1, seed: 2 }]);
   const prefix = `failover${process.pid}:`;
   const [trafficPort, proxyAdminPort, ...controlPorts] = await Promise.all(Array.from({ length: 4 }, freePort));
   sluice(t, ['proxy', '-c', config, '--redis', redis.url, '--redis-prefix', prefix, '--listen', `127.0.0.1:${trafficPort}`, '--admin-listen', `127.0.0.1:${proxyAdminPort}`]);

@@ -3,68 +3,16 @@
  * and one `sluice control` process against a real redis-server.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
-import { startSampleApp } from '../demo/sample-app.js';
 import { inParallel, Pool, waitFor } from './helpers.js';
+import { freePort, json, sluice, startShop } from './processes.js';
 import { startRedis } from './redis-server.js';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-function sluice(t: TestContext, args: string[], env: Record<string, string> = {}): ChildProcess {
-  const child = spawn('node', ['bin/sluice.js', ...args], { env: { ...process.env, SLUICE_LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      await new Promise((r) => child.once('exit', r));
-    }
-  });
-  child.once('exit', (code) => {
-    if (code !== 0 && code !== null) t.diagnostic(`sluice ${args[0]} exited ${code}: ${output.slice(-2000)}`);
-  });
-  return child;
-}
-
-async function json(pool: Pool, method: string, path: string, body?: unknown) {
-  const r = await pool.request({ method: method as 'GET', path, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
-  const text = await r.body.text();
-  return { status: r.statusCode, body: text ? JSON.parse(text) : null };
-}
 
 test('two proxy processes and a control process: exact totals, a failing canary rolled back on every replica', async (t) => {
   const redis = await startRedis(t);
   if (redis === null) return;
-  const apps = await Promise.all([
-    startSampleApp({ name: 'v1', errorRate: 0, seed: 1 }),
-    startSampleApp({ name: 'v2', errorRate: 0.05, seed: 2 }),
-  ]);
-  t.after(() => Promise.all(apps.map((a) => a.close())));
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-redis-mode-'));
-  const config = join(dir, 'sluice.yaml');
-  writeFileSync(
-    config,
-    `routes:
-  - name: shop
-    versions:
-      - { name: v1, url: ${apps[0]!.url} }
-      - { name: v2, url: ${apps[1]!.url} }
-    weights: { v1: 100 }
-`,
-  );
+  const { config } = await startShop(t, [{ errorRate: 0, seed: 1 }, { errorRate: 0.05, seed: 2 }]);
   const prefix = `e2e${process.pid}:`;
   const ports = await Promise.all(Array.from({ length: 5 }, freePort));
   const proxies = [0, 1].map((i) => ({ traffic: ports[i * 2]!, admin: ports[i * 2 + 1]! }));

@@ -9,63 +9,26 @@
  * snapshot, so the totals are exact again.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { createRedis } from '../common/redis.js';
 import { RedisKeys } from '../common/redis-keys.js';
 import { RedisAggregates } from '../control/redis-aggregates.js';
-import { startSampleApp } from '../demo/sample-app.js';
 import { parseRouteState } from '../proxy/route-sync.js';
-import { Pool, waitFor } from './helpers.js';
+import { get, Pool, waitFor } from './helpers.js';
+import { freePort, sluice, startShop } from './processes.js';
 import { startRedis } from './redis-server.js';
 
 const OUTAGE_MS = 10_000;
 const WORKERS = 16;
 const RSS_BUDGET_KB = 20 * 1024;
 
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-/** A `sluice` child process, stopped (SIGTERM, then SIGKILL) after the test; its output is kept. */
-function sluice(t: TestContext, args: string[]): { child: ChildProcess; output: () => string } {
-  const child = spawn('node', ['bin/sluice.js', ...args], { env: { ...process.env, SLUICE_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => (output += d));
-  child.stderr!.on('data', (d) => (output += d));
-  const exited = new Promise<void>((r) => child.once('exit', () => r()));
-  t.after(async () => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
-    child.kill('SIGTERM');
-    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-    await exited;
-    clearTimeout(timer);
-  });
-  child.once('exit', (code) => {
-    if (code !== 0 && code !== null) t.diagnostic(`sluice ${args[0]} exited ${code}: ${output.slice(-2000)}`);
-  });
-  return { child, output: () => output };
-}
-
 /** Resident set size of a process in KiB, from /proc/<pid>/status. */
 function rssKb(pid: number): number {
   const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
   if (!m) throw new Error(`no VmRSS for pid ${pid}`);
   return Number(m[1]);
-}
-
-async function get(pool: Pool, path: string): Promise<{ status: number; body: string }> {
-  const r = await pool.request({ method: 'GET', path });
-  return { status: r.statusCode, body: await r.body.text() };
 }
 
 /** The value of an unlabelled gauge in a Prometheus text exposition, or null. */
@@ -84,26 +47,12 @@ test('Redis killed for 10 s under load, restarted empty: no failed request, flat
   });
   const redis = await startRedis(t);
   if (redis === null) return;
-  const apps = await Promise.all([startSampleApp({ name: 'v1', seed: 1 }), startSampleApp({ name: 'v2', seed: 2 })]);
-  t.after(() => Promise.all(apps.map((a) => a.close())));
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-redis-outage-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const config = join(dir, 'sluice.yaml');
-  writeFileSync(
-    config,
-    `routes:
-  - name: shop
-    versions:
-      - { name: v1, url: ${apps[0]!.url} }
-      - { name: v2, url: ${apps[1]!.url} }
-    weights: { v1: 50, v2: 50 }
-`,
-  );
+  const { apps, config } = await startShop(t, [{ seed: 1 }, { seed: 2 }], { v1: 50, v2: 50 });
   const prefix = `outage${process.pid}:`;
   const keys = new RedisKeys(prefix);
   const [trafficPort, adminPort] = await Promise.all([freePort(), freePort()]);
   const proxy = sluice(t, ['proxy', '-c', config, '--redis', redis.url, '--redis-prefix', prefix, '--listen', `127.0.0.1:${trafficPort}`, '--admin-listen', `127.0.0.1:${adminPort}`]);
-  const pid = proxy.child.pid!;
+  const pid = proxy.process.pid!;
 
   const admin = new Pool(`http://127.0.0.1:${adminPort}`, { connections: 2, headersTimeout: 5000, bodyTimeout: 5000 });
   const traffic = new Pool(`http://127.0.0.1:${trafficPort}`, { connections: WORKERS, headersTimeout: 5000, bodyTimeout: 5000 });

@@ -15,16 +15,15 @@
  * Missing binaries follow requireBinary's rule (helpers.ts): fail under CI,
  * otherwise skip with what to install. Everything is killed after the test.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { Redis } from 'ioredis';
 import { requireBinary, waitFor } from './helpers.js';
-import { startRedis, type RedisServer } from './redis-server.js';
+import { freePort } from './processes.js';
+import { spawnRedisProcess, startRedis, type RedisServer } from './redis-server.js';
 
 export interface SentinelDeployment {
   /** The monitored master's name. */
@@ -56,11 +55,6 @@ export interface SentinelOptions {
   /** How long to wait for the deployment to settle (default 15 000 ms). */
   readonly startTimeoutMs?: number;
 }
-
-const running = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const child of running) child.kill('SIGKILL');
-});
 
 export async function startSentinels(t: TestContext, opts: SentinelOptions = {}): Promise<SentinelDeployment | null> {
   const sentinelBin = requireBinary(t, 'redis-sentinel', 'redis-sentinel');
@@ -123,19 +117,9 @@ export async function startSentinels(t: TestContext, opts: SentinelOptions = {})
         '',
       ].join('\n'),
     );
-    const proc = spawn(sentinelBin, [conf], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-    running.add(proc);
-    let output = '';
-    const keep = (chunk: Buffer): void => {
-      output = (output + chunk.toString('utf8')).slice(-4000);
-    };
-    proc.stdout!.on('data', keep);
-    proc.stderr!.on('data', keep);
+    const { proc, output } = spawnRedisProcess(sentinelBin, [conf], dir);
     let exited: string | null = null;
-    proc.once('exit', (code, signal) => {
-      running.delete(proc);
-      exited = `redis-sentinel exited (${signal ?? `code ${code}`}):\n${output}`;
-    });
+    proc.once('exit', (code, signal) => (exited = `redis-sentinel exited (${signal ?? `code ${code}`}):\n${output()}`));
     proc.once('error', (err) => (exited = `redis-sentinel failed to start: ${err.message}`));
     const deadline = Date.now() + 5000;
     for (;;) {
@@ -143,7 +127,7 @@ export async function startSentinels(t: TestContext, opts: SentinelOptions = {})
       if (exited !== null) throw new Error(exited);
       if (Date.now() > deadline) {
         proc.kill('SIGKILL');
-        throw new Error(`redis-sentinel on port ${port} did not answer PING:\n${output}`);
+        throw new Error(`redis-sentinel on port ${port} did not answer PING:\n${output()}`);
       }
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -222,15 +206,4 @@ export async function startSentinels(t: TestContext, opts: SentinelOptions = {})
       return { newMasterPort: target, ms: Date.now() - started };
     },
   };
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }

@@ -14,11 +14,11 @@
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { requireBinary } from './helpers.js';
+import { freePort } from './processes.js';
 
 export interface RedisServer {
   /** redis://127.0.0.1:PORT */
@@ -44,11 +44,29 @@ export interface RedisServerOptions {
 const BINARY = 'redis-server';
 const DEBIAN_PACKAGE = 'redis-server';
 
-/** Every server still running, killed if the test process exits without stopping them. */
+/** Every Redis process (server or sentinel) still running, killed if the test process exits without stopping them. */
 const running = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const child of running) child.kill('SIGKILL');
 });
+
+/**
+ * A Redis binary (redis-server, redis-sentinel) started in `cwd`, killed if
+ * the test process exits while it is still running; `output()` is the last
+ * 4000 characters it wrote (stdout and stderr).
+ */
+export function spawnRedisProcess(bin: string, args: readonly string[], cwd: string): { proc: ChildProcess; output(): string } {
+  const proc = spawn(bin, args, { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  running.add(proc);
+  proc.once('exit', () => running.delete(proc));
+  let output = '';
+  const keep = (chunk: Buffer): void => {
+    output = (output + chunk.toString('utf8')).slice(-4000);
+  };
+  proc.stdout!.on('data', keep);
+  proc.stderr!.on('data', keep);
+  return { proc, output: () => output };
+}
 
 /**
  * Why the Redis tests cannot run here: false when `redis-server` is on PATH
@@ -94,19 +112,9 @@ export async function startRedis(t?: TestContext, opts: RedisServerOptions = {})
       '--logfile', '',
       ...(opts.args ?? []),
     ];
-    const proc = spawn(bin, args, { cwd: data, stdio: ['ignore', 'pipe', 'pipe'] });
-    running.add(proc);
-    let output = '';
-    const keep = (chunk: Buffer): void => {
-      output = (output + chunk.toString('utf8')).slice(-4000);
-    };
-    proc.stdout!.on('data', keep);
-    proc.stderr!.on('data', keep);
+    const { proc, output } = spawnRedisProcess(bin, args, data);
     const exited = new Promise<string>((resolve) => {
-      proc.once('exit', (code, signal) => {
-        running.delete(proc);
-        resolve(`redis-server exited (${signal ?? `code ${code}`}) before answering PING:\n${output}`);
-      });
+      proc.once('exit', (code, signal) => resolve(`redis-server exited (${signal ?? `code ${code}`}) before answering PING:\n${output()}`));
       proc.once('error', (err) => resolve(`redis-server failed to start: ${err.message}`));
     });
     const deadline = Date.now() + timeoutMs;
@@ -116,7 +124,7 @@ export async function startRedis(t?: TestContext, opts: RedisServerOptions = {})
       if (outcome !== null) throw new Error(outcome);
       if (Date.now() > deadline) {
         proc.kill('SIGKILL');
-        throw new Error(`redis-server on port ${onPort} did not answer PING within ${timeoutMs} ms:\n${output}`);
+        throw new Error(`redis-server on port ${onPort} did not answer PING within ${timeoutMs} ms:\n${output()}`);
       }
       await new Promise((r) => setTimeout(r, 20));
     }
@@ -171,18 +179,6 @@ function findBinary(): string | null {
   } catch {
     return null;
   }
-}
-
-/** A port nobody listens on right now (bind port 0, read it, close). */
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const srv = net.createServer();
-    srv.once('error', reject);
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as AddressInfo;
-      srv.close(() => resolve(port));
-    });
-  });
 }
 
 /** Whether Redis on 127.0.0.1:port answers PING with PONG (false on refusal, error or 500 ms silence). */

@@ -6,51 +6,12 @@
  * new master), and the control plane's totals are exact afterwards.
  */
 import assert from 'node:assert/strict';
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import net from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
 import type { ExperimentRecord } from '../control/ports.js';
-import { startSampleApp } from '../demo/sample-app.js';
 import { Pool, waitFor } from './helpers.js';
+import { freePort, json, sluice, startShop } from './processes.js';
 import { startSentinels } from './redis-sentinel-harness.js';
-
-async function freePort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', r));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return port;
-}
-
-function sluice(t: TestContext, args: string[]): ChildProcess {
-  const child = spawn('node', ['bin/sluice.js', ...args], { env: { ...process.env, SLUICE_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout!.on('data', (d) => (output = (output + d).slice(-4000)));
-  child.stderr!.on('data', (d) => (output = (output + d).slice(-4000)));
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      const gone = new Promise((r) => child.once('exit', r));
-      child.kill('SIGTERM');
-      const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
-      await gone;
-      clearTimeout(timer);
-    }
-  });
-  child.once('exit', (code) => {
-    if (code !== 0 && code !== null) t.diagnostic(`sluice ${args[0]} exited ${code}: ${output}`);
-  });
-  return child;
-}
-
-async function json(pool: Pool, method: string, path: string, body?: unknown) {
-  const r = await pool.request({ method: method as 'GET', path, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
-  const text = await r.body.text();
-  return { status: r.statusCode, body: text ? JSON.parse(text) : null };
-}
 
 test('SENTINEL FAILOVER during an experiment: proxy and control follow the new master, 0 failed requests, exact totals', { timeout: 45_000 }, async (t) => {
   const t0 = Date.now();
@@ -59,21 +20,7 @@ test('SENTINEL FAILOVER during an experiment: proxy and control follow the new m
   if (sentinels === null) return;
   lap('master, replica and 3 sentinels settled');
 
-  const apps = await Promise.all([startSampleApp({ name: 'v1', errorRate: 0, seed: 1 }), startSampleApp({ name: 'v2', errorRate: 0, seed: 2 })]);
-  t.after(() => Promise.all(apps.map((a) => a.close())));
-  const dir = mkdtempSync(join(tmpdir(), 'sluice-sentinel-test-'));
-  t.after(() => rmSync(dir, { recursive: true, force: true }));
-  const config = join(dir, 'sluice.yaml');
-  writeFileSync(
-    config,
-    `routes:
-  - name: shop
-    versions:
-      - { name: v1, url: ${apps[0]!.url} }
-      - { name: v2, url: ${apps[1]!.url} }
-    weights: { v1: 100 }
-`,
-  );
+  const { config } = await startShop(t, [{ errorRate: 0, seed: 1 }, { errorRate: 0, seed: 2 }]);
   const prefix = `sentinel${process.pid}:`;
   const [trafficPort, proxyAdminPort, controlPort] = await Promise.all([freePort(), freePort(), freePort()]);
   sluice(t, ['proxy', '-c', config, '--redis', sentinels.url, '--redis-prefix', prefix, '--listen', `127.0.0.1:${trafficPort}`, '--admin-listen', `127.0.0.1:${proxyAdminPort}`]);

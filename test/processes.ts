@@ -1,0 +1,104 @@
+/**
+ * What the end-to-end tests that run Sluice as operators do share: free
+ * loopback ports, `node bin/sluice.js …` child processes stopped after the
+ * test, the `shop` route of two sample apps in a config file, and JSON calls
+ * to an admin or control API.
+ *
+ *   const port = await freePort();
+ *   const { apps, config } = await startShop(t, [{ errorRate: 0 }, { errorRate: 0.05 }]);
+ *   const proxy = sluice(t, ['proxy', '-c', config, '--listen', `127.0.0.1:${port}`, …]);
+ *   const { status, body } = await json(admin, 'GET', '/readyz');
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import net from 'node:net';
+import type { AddressInfo } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TestContext } from 'node:test';
+import { startSampleApp, type SampleApp, type SampleAppOptions } from '../demo/sample-app.js';
+import type { Pool } from './helpers.js';
+
+/** A port nobody listens on right now (bind port 0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** A `sluice` child process started by {@link sluice}. */
+export interface SluiceProcess {
+  readonly process: ChildProcess;
+  /** Everything it wrote so far (stdout and stderr, interleaved). */
+  output(): string;
+  /** Resolves with the signal or exit code once it has exited. */
+  readonly exited: Promise<NodeJS.Signals | number | null>;
+}
+
+/**
+ * `node bin/sluice.js ...args` with SLUICE_LOG_LEVEL=warn (overridden by
+ * `env`, or by a `--log-level` argument), its whole output kept. After the
+ * test it is stopped: SIGTERM, then SIGKILL if it is still there 5 s later.
+ * An exit other than 0 (or a SIGKILL the test sent itself) is reported as a
+ * diagnostic with the end of its output.
+ */
+export function sluice(t: TestContext, args: string[], env: Record<string, string> = {}): SluiceProcess {
+  const child = spawn('node', ['bin/sluice.js', ...args], { env: { ...process.env, SLUICE_LOG_LEVEL: 'warn', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout!.on('data', (d) => (output += d));
+  child.stderr!.on('data', (d) => (output += d));
+  const exited = new Promise<NodeJS.Signals | number | null>((resolve) => child.once('exit', (code, signal) => resolve(signal ?? code)));
+  t.after(async () => {
+    // A child killed by a signal has exitCode null too: look at signalCode as well.
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    child.kill('SIGTERM');
+    const timer = setTimeout(() => child.kill('SIGKILL'), 5000);
+    await exited;
+    clearTimeout(timer);
+  });
+  void exited.then((how) => {
+    if (how !== 0 && how !== 'SIGKILL') t.diagnostic(`sluice ${args[0]} exited ${String(how)}: ${output.slice(-4000)}`);
+  });
+  return { process: child, output: () => output, exited };
+}
+
+/** A call to an admin or control API: the JSON body sent (if any) and the JSON answer (null when empty). */
+export async function json(pool: Pool, method: string, path: string, body?: unknown) {
+  const r = await pool.request({ method: method as 'GET', path, headers: body ? { 'content-type': 'application/json' } : {}, body: body ? JSON.stringify(body) : undefined });
+  const text = await r.body.text();
+  return { status: r.statusCode, body: text ? JSON.parse(text) : null };
+}
+
+/**
+ * The route the process tests send traffic to: `shop`, with versions v1 and
+ * v2 served by two sample apps (given these options; closed after the test)
+ * and the `weights` (default all on v1), written as sluice.yaml in a
+ * temporary directory (removed after the test).
+ */
+export async function startShop(
+  t: TestContext,
+  versions: readonly [Omit<SampleAppOptions, 'name'>, Omit<SampleAppOptions, 'name'>],
+  weights: Readonly<Record<string, number>> = { v1: 100 },
+): Promise<{ apps: SampleApp[]; config: string }> {
+  const apps = await Promise.all(versions.map((opts, i) => startSampleApp({ ...opts, name: `v${i + 1}` })));
+  t.after(() => Promise.all(apps.map((a) => a.close())));
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-processes-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  const config = join(dir, 'sluice.yaml');
+  writeFileSync(
+    config,
+    `routes:
+  - name: shop
+    versions:
+      - { name: v1, url: ${apps[0]!.url} }
+      - { name: v2, url: ${apps[1]!.url} }
+    weights: { ${Object.entries(weights).map(([name, w]) => `${name}: ${w}`).join(', ')} }
+`,
+  );
+  return { apps, config };
+}
