@@ -11,7 +11,6 @@
 import { hostname } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
-import { collectDefaultMetrics, Registry } from 'prom-client';
 import type { Redis } from 'ioredis';
 import { createAdminServer } from '../admin/admin-server.js';
 import { registerControlRoutesApi } from '../admin/control-routes-api.js';
@@ -29,6 +28,7 @@ import { RedisRouter } from '../control/redis-router.js';
 import { Scheduler } from '../control/scheduler.js';
 import { RedisStore } from '../control/store/redis-store.js';
 import type { ListenAddress, SluiceConfig } from '../proxy/config-types.js';
+import { createBaseRegistry } from '../proxy/metrics.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { RouteSync } from '../proxy/route-sync.js';
 import { defaultReplicaId, StatsPublisher } from '../proxy/stats-publisher.js';
@@ -117,9 +117,7 @@ export async function runControl(opts: ControlOptions): Promise<RunningControl> 
   const { log } = opts;
   const keys = new RedisKeys(opts.prefix);
   const redis = connect(opts.redisUrl, 'sluice-control');
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) registry.removeSingleMetric(name);
+  const registry = createBaseRegistry();
   const leader = new LeaderElection(redis, keys, { id: opts.id ?? `${hostname()}-${process.pid}`, ttlMs: opts.leaseTtlMs, log, registry });
   const epoch = () => (leader.isLeader ? leader.epoch : null);
   const router = new RedisRouter(redis, keys, epoch);

@@ -12,7 +12,7 @@ type Labels = Record<string, string | number>;
 type Value = MetricValue<string> & { metricName?: string };
 
 /** A metric read from our own counters; prom-client calls `get()` on scrape. */
-interface ScrapedMetric {
+export interface ScrapedMetric {
   readonly name: string;
   readonly help: string;
   readonly type: 'counter' | 'gauge' | 'histogram' | 'summary';
@@ -20,7 +20,7 @@ interface ScrapedMetric {
   get(): { name: string; help: string; type: string; aggregator: 'sum'; values: Value[] };
 }
 
-function scraped(name: string, help: string, type: ScrapedMetric['type'], values: () => Value[]): ScrapedMetric {
+export function scraped(name: string, help: string, type: ScrapedMetric['type'], values: () => Value[]): ScrapedMetric {
   return {
     name,
     help,
@@ -30,7 +30,8 @@ function scraped(name: string, help: string, type: ScrapedMetric['type'], values
   };
 }
 
-export function createMetricsRegistry(stats: StatsRegistry, table: () => RoutingTable): Registry {
+/** A registry with prom-client's process metrics, less the ones promtool rejects. */
+export function createBaseRegistry(): Registry {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry });
   // prom-client names these gauges *_total, which promtool rejects; the same
@@ -38,6 +39,11 @@ export function createMetricsRegistry(stats: StatsRegistry, table: () => Routing
   for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
     registry.removeSingleMetric(name);
   }
+  return registry;
+}
+
+export function createMetricsRegistry(stats: StatsRegistry, table: () => RoutingTable): Registry {
+  const registry = createBaseRegistry();
   const add = (m: ScrapedMetric) => registry.registerMetric(m as never);
 
   add(
