@@ -30,10 +30,7 @@ export function registerControlRoutesApi(app: FastifyInstance, router: RedisRout
     const name = request.params.name;
     await router.refresh();
     describe(name);
-    const active = await scheduler.activeOn(name);
-    if (active !== null) {
-      throw new SluiceError('SLUICE_EXPERIMENT_CONFLICT', `experiment "${active.doc.name}" is ${active.status.state} on route "${name}": pause, abort or promote it instead`);
-    }
+    await scheduler.refuseWhileActive(name);
     const body = request.body as Record<string, unknown> | null;
     const weights = body !== null && typeof body === 'object' && typeof body.weights === 'object' ? body.weights : body;
     await router.setWeights(name, weights as Record<string, number>, 'admin-api');

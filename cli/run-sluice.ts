@@ -49,12 +49,7 @@ export async function runSluice(config: SluiceConfig, log: Logger): Promise<Runn
   });
   registerExperimentMetrics(proxy.metrics, () => latest.values());
   registerExperimentsApi(admin, scheduler, router);
-  registerRoutesApi(admin, proxy, async (route) => {
-    const active = await scheduler.activeOn(route);
-    if (active !== null) {
-      throw new SluiceError('SLUICE_EXPERIMENT_CONFLICT', `experiment "${active.doc.name}" is ${active.status.state} on route "${route}": pause, abort or promote it instead`);
-    }
-  });
+  registerRoutesApi(admin, proxy, (route) => scheduler.refuseWhileActive(route));
   try {
     await listenOrExplain('traffic', config.listen, () => proxy.listen());
     await listenOrExplain('admin', config.admin.listen, () => admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port }));

@@ -212,6 +212,14 @@ export class Scheduler {
     return (await this.opts.store.list()).find((r) => r.doc.spec.route === route && ACTIVE.has(r.status.state)) ?? null;
   }
 
+  /** Refuses a hand-made weight change on a route an experiment owns (409). */
+  async refuseWhileActive(route: string): Promise<void> {
+    const active = await this.activeOn(route);
+    if (active !== null) {
+      throw new SluiceError('SLUICE_EXPERIMENT_CONFLICT', `experiment "${active.doc.name}" is ${active.status.state} on route "${route}": pause, abort or promote it instead`);
+    }
+  }
+
   /**
    * Resumes timers for experiments left Running in the store: after a
    * restart, or when this replica becomes the leader. An experiment resumes
