@@ -56,7 +56,7 @@ function usage(): never {
 
   --quick                 3 s per run, 1 round (smoke test)
 env BENCH_DURATION=10     seconds per measured run
-    BENCH_ROUNDS=2        rounds (each case once per round, alternating)
+    BENCH_ROUNDS=2        rounds (each case once per round; odd rounds a→f, even rounds f→a)
     BENCH_CONNECTIONS=50  wrk connections (1 thread)
     BENCH_WARMUP=2        seconds of discarded warm-up before each measured run (0: none)
     BENCH_CASES=abcdef    subset of cases to run
@@ -396,7 +396,9 @@ async function main(): Promise<number> {
   const runs: RunRecord[] = [];
   const upRoots = [up1.pid, up2.pid];
   for (let round = 1; round <= opts.rounds; round++) {
-    for (const c of cases) {
+    // Odd rounds run a→f, even rounds f→a: whatever drifts within a round (the
+    // upstream's heap, the machine's other load) weighs on every case alike.
+    for (const c of round % 2 === 1 ? cases : [...cases].reverse()) {
       if (interrupted) return 130;
       if (c.status !== 'ready') continue;
       let restartedBefore: string | null = null;
