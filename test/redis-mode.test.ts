@@ -82,3 +82,27 @@ test('two proxy processes and a control process: exact totals, a failing canary 
     return total === sent && stats.replicas.length === 2;
   }, 10_000, 100);
 });
+
+test('sluice start --redis runs both planes in one process: proxy admin and control API side by side', async (t) => {
+  const redis = await startRedis(t);
+  if (redis === null) return;
+  const { config } = await startShop(t, [{ errorRate: 0, seed: 3 }, { errorRate: 0, seed: 4 }]);
+  const [traffic, admin, controlPort] = await Promise.all([freePort(), freePort(), freePort()]);
+  sluice(t, ['start', '-c', config, '--redis', redis.url, '--redis-prefix', `start${process.pid}:`, '--listen', `127.0.0.1:${traffic}`, '--admin-listen', `127.0.0.1:${admin}`], {
+    SLUICE_CONTROL_LISTEN: `127.0.0.1:${controlPort}`,
+  });
+  const proxyAdmin = new Pool(`http://127.0.0.1:${admin}`);
+  const control = new Pool(`http://127.0.0.1:${controlPort}`);
+  const client = new Pool(`http://127.0.0.1:${traffic}`);
+  t.after(() => Promise.all([proxyAdmin, control, client].map((p) => p.close())));
+  await waitFor('both APIs up and this process leading', async () => {
+    if ((await json(proxyAdmin, 'GET', '/readyz')).status !== 200) return false;
+    return (await json(control, 'GET', '/leader')).body?.leader === true;
+  }, 20_000, 100);
+  // A weight change made on the control API reaches the proxy in the same process through Redis.
+  assert.equal((await json(control, 'PUT', '/routes/shop/weights', { v1: 0, v2: 100 })).status, 200);
+  await waitFor('the proxy to follow', async () => (await json(proxyAdmin, 'GET', '/routes/shop')).body.weights.v2 === 100);
+  const r = await client.request({ path: '/', method: 'GET' });
+  assert.equal(r.headers['x-sluice-version'], 'v2');
+  await r.body.dump();
+});
