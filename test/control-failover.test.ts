@@ -11,8 +11,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
-import { Pool, waitFor } from './helpers.js';
-import { freePort, json, sluice, startShop } from './processes.js';
+import { freePort, Pool, waitFor } from './helpers.js';
+import { json, sluice, startShop } from './processes.js';
 import { startRedis } from './redis-server.js';
 
 const LEASE_TTL_MS = 1500;

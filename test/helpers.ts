@@ -5,7 +5,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import net, { type AddressInfo } from 'node:net';
 import type { TestContext } from 'node:test';
 import { Pool } from 'undici';
 import { runSluice, type RunningSluice } from '../cli/run-sluice.js';
@@ -52,6 +52,23 @@ export async function startUpstream(name: string, handler?: UpstreamHandler, opt
         server.close(() => resolve());
       }),
   };
+}
+
+/** A loopback port nobody listens on right now (bind port 0, read it, close). */
+export function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address() as AddressInfo;
+      srv.close(() => resolve(port));
+    });
+  });
+}
+
+/** An upstream URL that refuses connections: a port that was free a moment ago. */
+export async function refusingUrl(): Promise<string> {
+  return `http://127.0.0.1:${await freePort()}`;
 }
 
 /** Starts Sluice in-process on ephemeral loopback ports with a config object (as it would be in sluice.yaml). */

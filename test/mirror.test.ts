@@ -13,7 +13,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { inParallel, Pool, startSluice, startUpstream, waitFor, type Upstream } from './helpers.js';
+import { inParallel, Pool, refusingUrl, startSluice, startUpstream, waitFor, type Upstream } from './helpers.js';
 
 // ---------------------------------------------------------------- helpers
 
@@ -68,14 +68,6 @@ async function startHangingServer(): Promise<{ url: string; accepted: () => numb
   };
 }
 
-/** A loopback port nothing listens on: bound, then released. */
-async function refusingUrl(): Promise<string> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return `http://127.0.0.1:${port}`;
-}
 
 function percentile(sorted: readonly number[], p: number): number {
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1));

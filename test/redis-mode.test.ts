@@ -5,8 +5,8 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
-import { inParallel, Pool, waitFor } from './helpers.js';
-import { freePort, json, sluice, startShop } from './processes.js';
+import { freePort, inParallel, Pool, waitFor } from './helpers.js';
+import { json, sluice, startShop } from './processes.js';
 import { startRedis } from './redis-server.js';
 
 test('two proxy processes and a control process: exact totals, a failing canary rolled back on every replica', async (t) => {

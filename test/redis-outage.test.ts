@@ -16,8 +16,8 @@ import { createRedis } from '../common/redis.js';
 import { RedisKeys } from '../common/redis-keys.js';
 import { RedisAggregates } from '../control/redis-aggregates.js';
 import { parseRouteState } from '../proxy/route-sync.js';
-import { get, Pool, waitFor } from './helpers.js';
-import { freePort, sluice, startShop } from './processes.js';
+import { freePort, get, Pool, waitFor } from './helpers.js';
+import { sluice, startShop } from './processes.js';
 import { startRedis } from './redis-server.js';
 
 const OUTAGE_MS = 10_000;

@@ -22,7 +22,7 @@ import { join } from 'node:path';
 import type { TestContext } from 'node:test';
 import { Redis } from 'ioredis';
 import { requireBinary, waitFor } from './helpers.js';
-import { freePort } from './processes.js';
+import { freePort } from './helpers.js';
 import { spawnRedisProcess, startRedis, type RedisServer } from './redis-server.js';
 
 export interface SentinelDeployment {

@@ -17,8 +17,7 @@ import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { requireBinary } from './helpers.js';
-import { freePort } from './processes.js';
+import { freePort, requireBinary } from './helpers.js';
 
 export interface RedisServer {
   /** redis://127.0.0.1:PORT */

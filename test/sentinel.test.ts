@@ -9,8 +9,8 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
 import type { ExperimentRecord } from '../control/ports.js';
-import { Pool, waitFor } from './helpers.js';
-import { freePort, json, sluice, startShop } from './processes.js';
+import { freePort, Pool, waitFor } from './helpers.js';
+import { json, sluice, startShop } from './processes.js';
 import { startSentinels } from './redis-sentinel-harness.js';
 
 test('SENTINEL FAILOVER during an experiment: proxy and control follow the new master, 0 failed requests, exact totals', { timeout: 45_000 }, async (t) => {

@@ -8,23 +8,13 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
-import net from 'node:net';
-import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Pool, startUpstream, waitFor } from './helpers.js';
+import { freePort, Pool, startUpstream, waitFor } from './helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 
-/** A loopback port that was free a moment ago: bound to 0, read, released. */
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return port;
-}
 
 /** One request on a fresh connection: its status, or the connection error's code. */
 function freshRequest(url: string): Promise<{ status: number } | { code: string }> {

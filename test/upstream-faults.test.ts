@@ -8,9 +8,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { Pool, startSluice, startUpstream, waitFor, type Upstream } from './helpers.js';
+import { freePort, Pool, startSluice, startUpstream, waitFor, type Upstream } from './helpers.js';
 
 interface ErrorBody {
   error: { code: string; message: string; route: string; version: string; reason: string };
@@ -23,14 +22,6 @@ interface VersionStatsView {
   upstreamErrors: Record<string, number>;
 }
 
-/** A port nothing listens on: bound, noted, closed. */
-async function closedPort(): Promise<number> {
-  const s = http.createServer();
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve));
-  const port = (s.address() as AddressInfo).port;
-  await new Promise<void>((resolve, reject) => s.close((err) => (err ? reject(err) : resolve())));
-  return port;
-}
 
 /** Values of one Prometheus series family, keyed by its labels in a canonical (sorted) form. */
 function parseMetric(text: string, name: string): Map<string, number> {
@@ -69,7 +60,7 @@ describe('upstream faults', () => {
 
   before(async () => {
     process.on('unhandledRejection', onUnhandled);
-    refusedPort = await closedPort();
+    refusedPort = await freePort();
     // Odd requests: a plain close (FIN); even ones: a TCP RST. Both before any byte of the response.
     let resets = 0;
     resetUp = await startUpstream('reset', (req) => (++resets % 2 === 1 ? req.socket.destroy() : req.socket.resetAndDestroy()));

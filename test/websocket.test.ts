@@ -7,11 +7,10 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
-import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { startSluice, waitFor } from './helpers.js';
+import { refusingUrl, startSluice, waitFor } from './helpers.js';
 
 // ---------------------------------------------------------------- helpers
 
@@ -133,13 +132,6 @@ async function versionOf(c: Client): Promise<string> {
   return m[1]!;
 }
 
-async function refusingUrl(): Promise<string> {
-  const srv = net.createServer();
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
-  const port = (srv.address() as AddressInfo).port;
-  await new Promise<void>((resolve) => srv.close(() => resolve()));
-  return `http://127.0.0.1:${port}`;
-}
 
 // ---------------------------------------------------------------- tests
 
