@@ -65,6 +65,20 @@ export interface VersionStatus {
   pBest: number | null;
   expectedLoss?: number | null;
   objectives: ObjectiveStatus[];
+  metricErrors?: Record<string, { code: string; message: string }>;
+}
+
+export interface TaskRun {
+  phase: 'start' | 'loop' | 'finish';
+  name: string;
+  task: string;
+  iteration: number;
+  state: 'running' | 'succeeded' | 'failed' | 'skipped';
+  startedAt: string;
+  durationMs: number | null;
+  onError: 'fail' | 'continue';
+  error: { code: string; message: string } | null;
+  output: Record<string, unknown> | null;
 }
 
 export interface SrmCheck {
@@ -84,6 +98,7 @@ export interface IterationRecord {
   winner: string | null;
   reason: string;
   srm: SrmCheck | null;
+  tasks?: TaskRun[];
 }
 
 export type ExperimentState = 'Pending' | 'Running' | 'Paused' | 'Completed' | 'Failed' | 'Aborted';
@@ -99,6 +114,8 @@ export interface ExperimentStatus {
   srm?: SrmCheck | null;
   srmFlagged?: number;
   history: IterationRecord[];
+  tasks?: TaskRun[];
+  ending?: { state: string; reason: string; finishedAt: string } | null;
   createdAt?: string;
   startedAt?: string | null;
   finishedAt?: string | null;

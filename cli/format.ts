@@ -190,7 +190,45 @@ export function describeText(e: Experiment): string {
   if (objectives !== null) parts.push('', 'Objectives:', indent(objectives));
   const r = e.spec.criteria.reward;
   parts.push('', `Criteria: confidence ${e.spec.criteria.confidence}, minSamples ${e.spec.criteria.minSamples}${r ? `, reward ${r.metric} (${r.preferredDirection})` : ''}`);
+  const errors = metricErrorsText(e);
+  if (errors !== null) parts.push('', 'Metric errors (last iteration):', indent(errors));
+  const tasks = tasksTable(e);
+  if (tasks !== null) parts.push('', 'Tasks:', indent(tasks));
   return parts.join('\n');
+}
+
+/** Custom metrics that could not be read at the last iteration, one line per version and metric. */
+export function metricErrorsText(e: Experiment): string | null {
+  const lines: string[] = [];
+  for (const v of e.spec.versions) {
+    for (const [metric, err] of Object.entries(e.status.versions[v.name]?.metricErrors ?? {})) lines.push(`${v.name} ${metric}: ${err.code} ${err.message}`);
+  }
+  return lines.length === 0 ? null : lines.join('\n');
+}
+
+/** Every task run: phase, name, kind, iteration, state, duration and what it did or why it failed. */
+export function tasksTable(e: Experiment): string | null {
+  const runs = e.status.tasks ?? [];
+  if (runs.length === 0) return null;
+  const rows = runs.map((t) => [
+    t.phase,
+    t.name,
+    t.task,
+    String(t.iteration),
+    t.state + (t.state === 'failed' && t.onError === 'continue' ? ' (continued)' : ''),
+    t.durationMs === null ? '-' : `${num(t.durationMs / 1000)}s`,
+    t.error ? `${t.error.code}: ${t.error.message}` : outputText(t.output),
+  ]);
+  return table(['PHASE', 'TASK', 'KIND', 'ITER', 'STATE', 'TOOK', 'RESULT'], rows);
+}
+
+function outputText(o: Readonly<Record<string, unknown>> | null): string {
+  if (o === null) return '-';
+  const n = (k: string) => (typeof o[k] === 'number' ? num(o[k] as number) : String(o[k]));
+  if ('achievedQps' in o) return `${n('requests')} requests at ${n('achievedQps')} qps, ${n('errors')} errors`;
+  if ('exitCode' in o) return `exit ${String(o.exitCode)}`;
+  const text = JSON.stringify(o);
+  return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }
 
 // ---------------------------------------------------------------- report

@@ -106,6 +106,13 @@ export interface ControlOptions extends SharedOptions {
   /** Leader lease; failover takes about this plus one renewal interval. */
   readonly leaseTtlMs?: number;
   readonly id?: string;
+  /**
+   * Where `load` tasks send traffic by default: a proxy's listener
+   * (`sluice start --redis` passes its own; else SLUICE_PROXY_URL). Pinning
+   * a version needs the proxies' SLUICE_PIN_TOKEN in this process too.
+   */
+  readonly proxyUrl?: string | null;
+  readonly pinToken?: string | null;
 }
 
 export interface RunningControl extends RunningProcess {
@@ -130,6 +137,8 @@ export async function runControl(opts: ControlOptions): Promise<RunningControl> 
     log,
     onChange: (r) => latest.set(r.doc.name, r),
     onDelete: (name) => latest.delete(name),
+    proxyUrl: () => opts.proxyUrl ?? process.env.SLUICE_PROXY_URL ?? null,
+    pinToken: opts.pinToken ?? (process.env.SLUICE_PIN_TOKEN || null),
   });
   registerExperimentMetrics(registry, () => latest.values());
   leader.onChange((isLeader) => {

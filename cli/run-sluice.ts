@@ -46,6 +46,8 @@ export async function runSluice(config: SluiceConfig, log: Logger): Promise<Runn
     log,
     onChange: (r) => latest.set(r.doc.name, r),
     onDelete: (name) => latest.delete(name),
+    proxyUrl: () => (proxy.app.server.listening ? urlOf(proxy.app) : null),
+    pinToken: proxy.pinToken,
   });
   registerExperimentMetrics(proxy.metrics, () => latest.values());
   registerExperimentsApi(admin, scheduler, router);

@@ -81,7 +81,11 @@ withServeOptions(
   const shared = { redisUrl: config.store.redis, prefix: prefixOf(opts), log };
   const proxy = await runProxy(config, shared);
   // The proxy's admin API keeps 9901 (SLUICE_ADMIN_LISTEN); the control API goes to 9902 (SLUICE_CONTROL_LISTEN).
-  const control = await runControl({ ...shared, adminListen: controlListen(process.env.SLUICE_CONTROL_LISTEN ?? '127.0.0.1:9902'), token: config.admin.token });
+  const control = await runControl({ ...shared, adminListen: controlListen(process.env.SLUICE_CONTROL_LISTEN ?? '127.0.0.1:9902'),
+    token: config.admin.token,
+    proxyUrl: proxy.trafficUrl,
+    pinToken: proxy.proxy.pinToken,
+  });
   serveUntilSignal(log, async () => {
     await control.close();
     await proxy.close();

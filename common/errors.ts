@@ -31,9 +31,21 @@ export const ERRORS = {
   SLUICE_STORE_UNAVAILABLE: { status: 503, message: 'the experiment store (Redis) is unavailable' },
   SLUICE_FENCED: { status: 409, message: 'another control-plane leader has taken over' },
   SLUICE_NOT_LEADER: { status: 409, message: 'this process does not decide weights or experiments' },
+  SLUICE_METRIC_HTTP: { status: 502, message: 'the metric backend answered with an error status' },
+  SLUICE_METRIC_TIMEOUT: { status: 504, message: 'the metric backend did not answer in time' },
+  SLUICE_METRIC_UNREACHABLE: { status: 502, message: 'cannot connect to the metric backend' },
+  SLUICE_METRIC_NOT_JSON: { status: 502, message: 'the metric backend did not answer with JSON' },
+  SLUICE_METRIC_EXTRACT: { status: 502, message: 'the jq or JSONPath expression failed on the response' },
+  SLUICE_METRIC_NOT_NUMERIC: { status: 502, message: 'the extracted value is not a number' },
+  SLUICE_METRIC_NO_DATA: { status: 502, message: 'the metric backend has no data for this version yet' },
+  SLUICE_METRIC_TEMPLATE: { status: 400, message: 'a metric template refers to an unknown variable or unset environment variable' },
+  SLUICE_TASK_FAILED: { status: 500, message: 'an experiment task failed' },
+  SLUICE_TASK_TIMEOUT: { status: 504, message: 'an experiment task did not finish in time' },
+  SLUICE_TASK_HTTP: { status: 502, message: 'a task\'s HTTP request failed or was answered with an error status' },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;
+export type MetricErrorCode = Extract<ErrorCode, `SLUICE_METRIC_${string}`>;
 
 /** One field-level problem, named by its path in the document (`routes[0].weights.v9`). */
 export interface ErrorDetail {

@@ -4,6 +4,7 @@
  * are its inputs and outputs.
  */
 import type { LatencySketch } from '../proxy/sketch.js';
+import type { MetricReading } from './metrics/types.js';
 
 /** A uniform [0,1) generator; seeded per experiment and iteration. */
 export type Rng = () => number;
@@ -22,6 +23,8 @@ export interface VersionMeasurement {
   readonly rewardSumSq: number;
   readonly mirrorCompared: number;
   readonly mirrorMismatch: number;
+  /** Custom metrics (spec.metrics) read for this iteration, by metric name; absent when there are none. */
+  readonly custom?: Readonly<Record<string, MetricReading>>;
 }
 
 /** By version name. */
@@ -71,8 +74,10 @@ export interface VersionAssessment {
   /** Expected reward lost by choosing this version instead of the best (oriented units); null without a reward. */
   readonly expectedLoss: number | null;
   readonly reward: ArmPosterior | null;
-  /** Built-in metric values for display (request-count, error-rate, latency-p95, …). */
+  /** Metric values for display: built-in (request-count, error-rate, latency-p95, …) and custom. */
   readonly metrics: Readonly<Record<string, number | null>>;
+  /** Custom metrics whose read failed this iteration (code and message), by metric name. */
+  readonly metricErrors: Readonly<Record<string, { readonly code: string; readonly message: string }>>;
 }
 
 export interface SrmCheck {

@@ -12,7 +12,7 @@ import type {
   VersionAssessment,
   VersionMeasurement,
 } from './analysis-types.js';
-import { BUILTIN, metricValues } from './builtin-metrics.js';
+import { displayValues, metricDef, metricErrors, rewardStats, samplesOf, type MetricDef } from './metric-defs.js';
 import { meanPosterior, ratePosterior } from './posterior.js';
 import type { ExperimentSpec, Objective } from './spec-types.js';
 import { LatencySketch } from '../proxy/sketch.js';
@@ -39,13 +39,15 @@ export function assess(spec: ExperimentSpec, measurements: Measurements, rng: Rn
   const names = spec.versions.map((v) => v.name);
   const ms = names.map((n) => measurements[n] ?? EMPTY_MEASUREMENT);
   const baseline = ms[0]!;
-  const baselineReady = baseline.requests >= criteria.minSamples;
+  const samples = ms.map((m) => samplesOf(spec, m));
+  const baselineReady = samples[0]! >= criteria.minSamples;
+  const defs = criteria.objectives.map((o) => metricDef(spec, o.metric));
 
   const judged = names.map((name, i) => {
     const m = ms[i]!;
-    const enough = m.requests >= criteria.minSamples;
-    const objectives = criteria.objectives.map((o) =>
-      assessObjective(o, m, i === 0, baseline, enough && (o.relativeTo === null || baselineReady), rng),
+    const enough = samples[i]! >= criteria.minSamples;
+    const objectives = criteria.objectives.map((o, k) =>
+      assessObjective(o, defs[k]!, m, i === 0, baseline, enough && (o.relativeTo === null || baselineReady), rng),
     );
     const pFeasible = !enough ? null : objectives.reduce<number | null>((p, o) => (p === null || o.pHolds === null ? null : p * o.pHolds), 1);
     return { name, m, enough, objectives, pFeasible, verdict: verdictOf(pFeasible, criteria.confidence) };
@@ -62,7 +64,7 @@ export function assess(spec: ExperimentSpec, measurements: Measurements, rng: Rn
 
   const versions: VersionAssessment[] = judged.map((j, i) => ({
     name: j.name,
-    samples: j.m.requests,
+    samples: samples[i]!,
     enoughSamples: j.enough,
     verdict: j.verdict,
     pFeasible: j.pFeasible,
@@ -71,7 +73,8 @@ export function assess(spec: ExperimentSpec, measurements: Measurements, rng: Rn
     pBestSkeptical: skeptical === null ? null : skeptical.pBest[i]!,
     expectedLoss: best === null || !eligible[i] ? null : best.expectedLoss[i]!,
     reward: rewards?.[i] ?? null,
-    metrics: metricValues(j.m),
+    metrics: displayValues(spec, j.m),
+    metricErrors: metricErrors(spec, j.m),
   }));
   return { versions };
 }
@@ -85,13 +88,13 @@ function verdictOf(pFeasible: number | null, confidence: number): Verdict {
 
 function assessObjective(
   o: Objective,
+  def: MetricDef,
   m: VersionMeasurement,
   isBaseline: boolean,
   baseline: VersionMeasurement,
   judge: boolean,
   rng: Rng,
 ): ObjectiveAssessment {
-  const def = BUILTIN[o.metric];
   const lower = o.lowerLimit ?? Number.NEGATIVE_INFINITY;
   const upper = o.upperLimit ?? Number.POSITIVE_INFINITY;
   if (o.relativeTo === 'baseline') {
@@ -100,7 +103,8 @@ function assessObjective(
     const v = def.value(m);
     const b = def.value(baseline);
     const value = v === null || b === null ? null : ratio(v, b);
-    if (!judge) return { metric: o.metric, value, pHolds: null };
+    // A metric that could not be read is not judged: neither held nor violated.
+    if (!judge || value === null) return { metric: o.metric, value, pHolds: null };
     const pc = def.posterior(m);
     const pb = def.posterior(baseline);
     if (pc === null || pb === null) {
@@ -118,7 +122,7 @@ function assessObjective(
     return { metric: o.metric, value, pHolds: holds / DRAWS };
   }
   const value = def.value(m);
-  if (!judge) return { metric: o.metric, value, pHolds: null };
+  if (!judge || value === null) return { metric: o.metric, value, pHolds: null };
   const post = def.posterior(m);
   if (post === null) return { metric: o.metric, value, pHolds: value !== null && value >= lower && value <= upper ? 1 : 0 };
   const pAtMostUpper = Number.isFinite(upper) ? post.cdf(upper) : 1;
@@ -142,27 +146,26 @@ function clamp01(x: number): number {
   return x < 0 ? 0 : x > 1 ? 1 : x;
 }
 
-/** Reward posteriors per version; `strength` > 0 adds the skeptical prior of that many requests at the pooled value. */
+/** Reward posteriors per version; `strength` > 0 adds the skeptical prior of that many observations at the pooled value. */
 function rewardPosteriors(spec: ExperimentSpec, ms: VersionMeasurement[], names: string[], strength: number): ArmPosterior[] | null {
   const reward = spec.criteria.reward;
   if (reward === null) return null;
   const sign = reward.preferredDirection === 'High' ? 1 : -1;
-  const n = ms.reduce((s, m) => s + m.requests, 0);
-  return ms.map((m, i) => {
-    let post = BUILTIN[reward.metric].posterior(m)!;
-    if (strength > 0 && n > 0) {
-      if (reward.metric === 'conversion-rate') {
-        const pooled = ms.reduce((s, x) => s + Math.min(x.rewards, x.requests), 0) / n;
-        post = ratePosterior(m.rewards, m.requests, { a: 1 + strength * pooled, b: 1 + strength * (1 - pooled) });
-      } else {
-        const pooled = ms.reduce((s, x) => s + x.rewardSum, 0) / n;
-        post = meanPosterior(m.requests, m.rewardSum, m.rewardSumSq, { mean: pooled, strength });
-      }
-    }
-    const hasData = m.requests > 0;
+  const stats = ms.map((m) => rewardStats(spec, m));
+  const n = stats.reduce((t, x) => t + (x?.n ?? 0), 0);
+  const pooledTotal = stats.reduce((t, x) => t + (x === null ? 0 : x.kind === 'rate' ? x.successes : x.sum), 0);
+  const pooled = n > 0 ? pooledTotal / n : 0;
+  return stats.map((x, i) => {
+    const skeptical = strength > 0 && n > 0;
+    let post;
+    if (x === null) post = ratePosterior(0, 0);
+    else if (x.kind === 'rate') {
+      post = ratePosterior(x.successes, x.n, skeptical ? { a: 1 + strength * pooled, b: 1 + strength * (1 - pooled) } : undefined);
+    } else post = meanPosterior(x.n, x.sum, x.sumSq, skeptical ? { mean: pooled, strength } : undefined);
+    const hasData = x !== null && x.n > 0;
     return {
       name: names[i]!,
-      samples: m.requests,
+      samples: x?.n ?? 0,
       mean: hasData ? sign * post.mean : null,
       sd: hasData ? post.sd : null,
       draw: (rng: Rng) => sign * post.draw(rng),

@@ -24,7 +24,12 @@ export class InProcessRouter implements TrafficRouter {
 
   route(route: string) {
     const s = this.proxy.table.get(route);
-    return s ? { versions: s.route.versions.map((v) => v.name), weights: s.weights } : null;
+    if (!s) return null;
+    return {
+      versions: s.route.versions.map((v) => v.name),
+      weights: s.weights,
+      urls: Object.fromEntries(s.route.versions.map((v) => [v.name, v.url])),
+    };
   }
 
   async setWeights(route: string, weights: Readonly<Record<string, number>>, source: string): Promise<void> {

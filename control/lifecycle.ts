@@ -12,6 +12,7 @@ import { decide } from './decide.js';
 import { allTo, nextWeights } from './next-weights.js';
 import type { ExperimentDoc } from './spec-types.js';
 import { checkSrm, SRM_P_VALUE } from './srm.js';
+import type { TaskRun } from './tasks/types.js';
 
 export type ExperimentState = 'Pending' | 'Running' | 'Paused' | 'Completed' | 'Failed' | 'Aborted';
 export const FINAL_STATES: ReadonlySet<ExperimentState> = new Set(['Completed', 'Failed', 'Aborted']);
@@ -24,6 +25,8 @@ export interface VersionStatus {
   readonly pBest: number | null;
   readonly expectedLoss: number | null;
   readonly objectives: readonly ObjectiveAssessment[];
+  /** Custom metrics that could not be read this iteration: code and message (secrets masked). */
+  readonly metricErrors: Readonly<Record<string, { readonly code: string; readonly message: string }>>;
 }
 
 export interface IterationRecord {
@@ -37,7 +40,19 @@ export interface IterationRecord {
   readonly winner: string | null;
   readonly reason: string;
   readonly srm: SrmCheck | null;
+  /** Loop and finish task runs that followed this iteration. */
+  readonly tasks?: readonly TaskRun[];
 }
+
+/** The final state an experiment reaches once its finish tasks have run. */
+export interface Ending {
+  readonly state: 'Completed' | 'Failed' | 'Aborted';
+  readonly reason: string;
+  readonly finishedAt: string;
+}
+
+/** Task runs kept in a status: the newest, so a long loop cannot grow a record without bound. */
+export const MAX_TASK_RUNS = 200;
 
 export interface ExperimentStatus {
   readonly state: ExperimentState;
@@ -51,6 +66,14 @@ export interface ExperimentStatus {
   readonly srm: SrmCheck | null;
   readonly srmFlagged: number;
   readonly history: readonly IterationRecord[];
+  /** Every task run (start, loop, finish), oldest first; a running one is replaced by its result. */
+  readonly tasks: readonly TaskRun[];
+  /**
+   * Set while finish tasks run: the state the experiment will then be in.
+   * `state` keeps its previous value until then, so a Completed experiment
+   * is one whose finish tasks have run (PRODUCT.md).
+   */
+  readonly ending: Ending | null;
   readonly createdAt: string;
   readonly startedAt: string | null;
   readonly finishedAt: string | null;
@@ -67,6 +90,8 @@ export function pendingStatus(doc: ExperimentDoc, now: string): ExperimentStatus
     srm: null,
     srmFlagged: 0,
     history: [],
+    tasks: [],
+    ending: null,
     createdAt: now,
     startedAt: null,
     finishedAt: null,
@@ -112,10 +137,11 @@ export function iterate(
       pBest: v.pBest,
       expectedLoss: v.expectedLoss,
       objectives: v.objectives,
+      metricErrors: v.metricErrors,
     };
   }
   const srmNote = srm?.flagged ? `; sample ratio mismatch (p = ${srm.pValue.toExponential(2)}): routing does not follow the weights` : '';
-  const reason = decision.reason + srmNote;
+  const reason = decision.reason + srmNote + metricErrorNote(a.versions);
   const record: IterationRecord = { iteration, at: now, weightsMeasured: s.weights, weights, versions, winner: decision.winner, reason, srm };
   return {
     ...s,
@@ -130,6 +156,24 @@ export function iterate(
     history: [...s.history, record],
     finishedAt: decision.end !== null ? now : null,
   };
+}
+
+/** Failed metric reads, named in the reason: a version judged on no data must say so. */
+function metricErrorNote(versions: readonly { name: string; metricErrors: Readonly<Record<string, { code: string }>> }[]): string {
+  const failed = versions.flatMap((v) => Object.entries(v.metricErrors).map(([metric, e]) => `${metric} for ${v.name} (${e.code})`));
+  return failed.length === 0 ? '' : `; cannot read ${failed.join(', ')}`;
+}
+
+/** Records a task run: replaces the same task's running entry, else appends (keeping the newest MAX_TASK_RUNS). */
+export function withTaskRun(s: ExperimentStatus, run: TaskRun): ExperimentStatus {
+  const tasks = s.tasks ?? [];
+  const i = tasks.findIndex((t) => t.state === 'running' && t.phase === run.phase && t.name === run.name && t.iteration === run.iteration);
+  const next = i >= 0 ? tasks.map((t, k) => (k === i ? run : t)) : [...tasks, run];
+  const history =
+    run.phase === 'start' || run.state === 'running'
+      ? s.history
+      : s.history.map((h) => (h.iteration === run.iteration ? { ...h, tasks: [...(h.tasks ?? []).filter((t) => !(t.name === run.name && t.phase === run.phase)), run] } : h));
+  return { ...s, tasks: next.slice(-MAX_TASK_RUNS), history };
 }
 
 export function pause(s: ExperimentStatus): ExperimentStatus {

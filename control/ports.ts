@@ -13,9 +13,16 @@ export interface AggregateSource {
   versions(route: string): Promise<Readonly<Record<string, VersionSnapshot>>>;
 }
 
+export interface RouteView {
+  readonly versions: readonly string[];
+  readonly weights: Readonly<Record<string, number>>;
+  /** Each version's upstream URL (readiness tasks probe them). */
+  readonly urls: Readonly<Record<string, string>>;
+}
+
 export interface TrafficRouter {
   /** Null when the route does not exist. */
-  route(route: string): { readonly versions: readonly string[]; readonly weights: Readonly<Record<string, number>> } | null;
+  route(route: string): RouteView | null;
   setWeights(route: string, weights: Readonly<Record<string, number>>, source: string): Promise<void>;
   /** Adds a version to a route (an experiment version with a `url`); no-op when it exists. */
   addVersion(route: string, name: string, url: string): Promise<void>;

@@ -32,7 +32,7 @@ import type { RedisKeys } from '../common/redis-keys.js';
 import { validateWeights } from '../proxy/config.js';
 import { parseRouteState, type StoredRouteState } from '../proxy/route-sync.js';
 import { reassignSlots, slotOfKey } from '../proxy/slots.js';
-import type { TrafficRouter } from './ports.js';
+import type { RouteView, TrafficRouter } from './ports.js';
 
 export class RedisRouter implements TrafficRouter {
   readonly #cache = new Map<string, StoredRouteState>();
@@ -78,11 +78,15 @@ export class RedisRouter implements TrafficRouter {
     return this.#cache.get(route) ?? null;
   }
 
-  route(route: string): { readonly versions: readonly string[]; readonly weights: Readonly<Record<string, number>> } | null {
+  route(route: string): RouteView | null {
     const s = this.#cache.get(route);
     if (!s) return null;
     const versions = s.versions.map((v) => v.name);
-    return { versions, weights: Object.fromEntries(versions.map((n) => [n, s.weights[n] ?? 0])) };
+    return {
+      versions,
+      weights: Object.fromEntries(versions.map((n) => [n, s.weights[n] ?? 0])),
+      urls: Object.fromEntries(s.versions.map((v) => [v.name, v.url])),
+    };
   }
 
   async setWeights(route: string, weights: Readonly<Record<string, number>>, source: string): Promise<void> {

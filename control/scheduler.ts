@@ -1,16 +1,34 @@
 /**
- * The experiment loop. It does I/O only: read measurements, call the pure
- * `iterate`, write the weights it returns, save the record. Each running
+ * The experiment loop. It does I/O only: read measurements (the proxies'
+ * counters and the custom metric sources), call the pure `iterate`, write
+ * the weights it returns, save the record, run the tasks. Each running
  * experiment has one timer; an iteration never overlaps the next.
+ *
+ * Tasks (docs/tasks.md): start tasks run while the experiment is Pending,
+ * before its initial weights are set; loop tasks after every `every`-th
+ * iteration; finish tasks once the outcome is decided, while the status
+ * carries `ending` — the experiment shows its final state only after they
+ * ran. `load` tasks in start and loop run in the background until they end
+ * or the experiment does. Tasks run outside the per-experiment queue (API
+ * calls are not held up by a long task); each run is recorded through it.
  */
 import { SluiceError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { LatencySketch } from '../proxy/sketch.js';
 import type { VersionSnapshot } from '../proxy/stats.js';
 import type { Measurements, VersionMeasurement } from './analysis-types.js';
-import { abort, FINAL_STATES, iterate, pause, pendingStatus, promote, resume, start, type ExperimentStatus } from './lifecycle.js';
+import { EMPTY_MEASUREMENT } from './assess.js';
+import {
+  abort, FINAL_STATES, iterate, pause, pendingStatus, promote, resume, start, withTaskRun,
+  type Ending, type ExperimentStatus,
+} from './lifecycle.js';
+import { checkMetricQueries, readAllMetrics } from './metrics/index.js';
+import type { MetricReading } from './metrics/types.js';
+import { allTo } from './next-weights.js';
 import type { AggregateSource, ExperimentRecord, ExperimentStore, TrafficRouter } from './ports.js';
-import type { ExperimentDoc } from './spec-types.js';
+import type { ExperimentDoc, TaskSpec } from './spec-types.js';
+import { runTask } from './tasks/index.js';
+import type { TaskContext, TaskPhase, TaskRun } from './tasks/types.js';
 
 export interface SchedulerOptions {
   readonly store: ExperimentStore;
@@ -21,6 +39,13 @@ export interface SchedulerOptions {
   /** Called after every state change (metrics, the demo's live view). */
   readonly onChange?: (record: ExperimentRecord) => void;
   readonly onDelete?: (name: string) => void;
+  /** Sluice's own proxy listener and pin token, for `load` tasks (all-in-one mode); absent in a control-only process. */
+  readonly proxyUrl?: () => string | null;
+  readonly pinToken?: string | null;
+  /** Where {{env.NAME}} and tokens come from; default process.env. */
+  readonly env?: Readonly<Record<string, string | undefined>>;
+  /** Reads the custom metrics of an iteration; default: the sources in control/metrics. */
+  readonly readMetrics?: typeof readAllMetrics;
 }
 
 const ACTIVE: ReadonlySet<string> = new Set(['Pending', 'Running', 'Paused']);
@@ -29,12 +54,18 @@ export class Scheduler {
   readonly #timers = new Map<string, NodeJS.Timeout>();
   /** Serialises every change to one experiment: API calls and iterations never interleave. */
   readonly #queues = new Map<string, Promise<unknown>>();
+  /** Per experiment: aborted when it ends (or the scheduler stops), which stops its background tasks. */
+  readonly #lifetimes = new Map<string, AbortController>();
   #stopped = false;
 
   constructor(private readonly opts: SchedulerOptions) {}
 
+  #nowDate(): Date {
+    return this.opts.now?.() ?? new Date();
+  }
+
   #now(): string {
-    return (this.opts.now?.() ?? new Date()).toISOString();
+    return this.#nowDate().toISOString();
   }
 
   #serial<T>(name: string, fn: () => Promise<T>): Promise<T> {
@@ -68,22 +99,35 @@ export class Scheduler {
         }
       }
       await this.#checkRoute(doc);
-      let record: ExperimentRecord = { doc, status: pendingStatus(doc, this.#now()), start: null, lastKeyless: {} };
+      const queryProblems = await checkMetricQueries(doc);
+      if (queryProblems.length > 0) throw new SluiceError('SLUICE_EXPERIMENT_INVALID', 'experiment is invalid', queryProblems);
+      const record: ExperimentRecord = { doc, status: pendingStatus(doc, this.#now()), start: null, lastKeyless: {} };
       await this.#save(record);
       for (const v of spec.versions) if (v.url !== null) await this.opts.router.addVersion(spec.route, v.name, v.url);
-      await this.opts.router.setWeights(spec.route, this.#routeWeights(doc, spec.weights.initial), `experiment ${doc.name}`);
-      const counters = await this.opts.aggregates.versions(spec.route);
-      record = {
-        ...record,
-        status: start(record.status, this.#now()),
-        start: pick(counters, spec.versions.map((v) => v.name)),
-        lastKeyless: keylessOf(counters),
-      };
-      await this.#save(record);
-      this.opts.log.info({ experiment: doc.name, route: spec.route, weights: spec.weights.initial }, 'experiment started');
-      this.#schedule(doc);
-      return record;
+      if (spec.tasks.start.length === 0) return this.#begin(record);
+      const pending = { ...record, status: { ...record.status, reason: 'running start tasks' } };
+      await this.#save(pending);
+      this.#background(doc.name, 'start tasks', () => this.#runStartTasks(doc.name));
+      return pending;
     });
+  }
+
+  /** Pending → Running: initial weights, counters at the start, the first timer. */
+  async #begin(record: ExperimentRecord): Promise<ExperimentRecord> {
+    const { doc } = record;
+    const spec = doc.spec;
+    await this.opts.router.setWeights(spec.route, this.#routeWeights(doc, spec.weights.initial), `experiment ${doc.name}`);
+    const counters = await this.opts.aggregates.versions(spec.route);
+    const next: ExperimentRecord = {
+      ...record,
+      status: start(record.status, this.#now()),
+      start: pick(counters, spec.versions.map((v) => v.name)),
+      lastKeyless: keylessOf(counters),
+    };
+    await this.#save(next);
+    this.opts.log.info({ experiment: doc.name, route: spec.route, weights: spec.weights.initial }, 'experiment started');
+    this.#schedule(doc);
+    return next;
   }
 
   async #checkRoute(doc: ExperimentDoc): Promise<void> {
@@ -124,18 +168,222 @@ export class Scheduler {
 
   async #tick(name: string): Promise<void> {
     const record = await this.opts.store.get(name);
-    if (record === null || record.status.state !== 'Running' || record.start === null) return;
+    if (record === null || record.status.state !== 'Running' || record.start === null || record.status.ending) return;
     const { doc } = record;
     const names = doc.spec.versions.map((v) => v.name);
     const counters = await this.opts.aggregates.versions(doc.spec.route);
-    const measurements = measurementsSince(record.start, counters, names);
+    const measurements = withCustom(measurementsSince(record.start, counters, names), names, await this.#readMetrics(record));
     const keyless = keylessOf(counters);
     const keylessDelta = Object.fromEntries(names.map((n) => [n, (keyless[n] ?? 0) - (record.lastKeyless[n] ?? 0)]));
     const status = iterate(doc, record.status, measurements, keylessDelta, this.#now());
     await this.opts.router.setWeights(doc.spec.route, this.#routeWeights(doc, status.weights), `experiment ${name} iteration ${status.iteration}`);
-    await this.#save({ ...record, status, lastKeyless: keyless });
     this.opts.log.info({ experiment: name, iteration: status.iteration, state: status.state, weights: status.weights, winner: status.winner, reason: status.reason }, 'iteration');
-    if (!FINAL_STATES.has(status.state)) this.#schedule(doc);
+    if (FINAL_STATES.has(status.state)) {
+      // The weights are written: #end must not write them again.
+      await this.#end({ ...record, status: { ...record.status, weights: status.weights }, lastKeyless: keyless }, status);
+      return;
+    }
+    await this.#save({ ...record, status, lastKeyless: keyless });
+    const due = doc.spec.tasks.loop.filter((t) => status.iteration % t.every === 0);
+    if (due.length > 0) this.#background(name, 'loop tasks', () => this.#runLoopTasks(name, due, status.iteration));
+    else this.#schedule(doc);
+  }
+
+  /** The custom metrics of the iteration about to be decided (none: no request is made). */
+  async #readMetrics(record: ExperimentRecord): Promise<Record<string, Record<string, MetricReading>> | null> {
+    const { doc, status } = record;
+    if (doc.spec.metrics.length === 0) return null;
+    const started = Date.parse(status.startedAt ?? status.createdAt);
+    const read = this.opts.readMetrics ?? readAllMetrics;
+    return read(doc, {
+      experiment: doc.name,
+      route: doc.spec.route,
+      elapsedSeconds: Math.max(0, Math.round((this.#nowDate().getTime() - started) / 1000)),
+      intervalSeconds: doc.spec.duration.intervalSeconds,
+      iteration: status.iteration + 1,
+      seed: doc.spec.seed,
+      env: this.#env(),
+    });
+  }
+
+  // ---------------------------------------------------------------- tasks
+
+  /** Runs work outside the experiment's queue; a failure is logged, never thrown into a timer. */
+  #background(name: string, what: string, fn: () => Promise<void>): void {
+    fn().catch((err: unknown) => this.opts.log.error({ err, experiment: name }, `${what} failed`));
+  }
+
+  #lifetime(name: string): AbortController {
+    let c = this.#lifetimes.get(name);
+    if (c === undefined || c.signal.aborted) {
+      c = new AbortController();
+      this.#lifetimes.set(name, c);
+    }
+    return c;
+  }
+
+  #endLifetime(name: string): void {
+    this.#lifetimes.get(name)?.abort();
+    this.#lifetimes.delete(name);
+  }
+
+  #env(): Readonly<Record<string, string | undefined>> {
+    return this.opts.env ?? process.env;
+  }
+
+  #taskContext(record: ExperimentRecord, status: ExperimentStatus): Omit<TaskContext, 'signal'> {
+    return {
+      doc: record.doc,
+      status,
+      versionUrls: this.opts.router.route(record.doc.spec.route)?.urls ?? {},
+      proxyUrl: this.opts.proxyUrl?.() ?? null,
+      pinToken: this.opts.pinToken ?? null,
+      env: this.#env(),
+      log: this.opts.log,
+    };
+  }
+
+  /**
+   * Runs one task and records it. `load` in start and loop phases runs in
+   * the background (recorded as running, then with its result); null is
+   * returned for it. Otherwise the finished run.
+   */
+  async #task(name: string, phase: TaskPhase, spec: TaskSpec, status: ExperimentStatus): Promise<TaskRun | null> {
+    const record = await this.get(name);
+    const ctx = { ...this.#taskContext(record, status), signal: this.#lifetime(name).signal };
+    const now = () => this.#nowDate();
+    if (spec.task === 'load' && phase !== 'finish') {
+      const running: TaskRun = {
+        phase, name: spec.name, task: spec.task, iteration: status.iteration, state: 'running',
+        startedAt: this.#now(), durationMs: null, onError: spec.onError, error: null, output: null,
+      };
+      await this.#record(name, running);
+      this.#background(name, `task ${spec.name}`, async () => {
+        const run = await runTask(phase, spec, ctx, now);
+        await this.#record(name, { ...run, iteration: status.iteration });
+      });
+      return null;
+    }
+    const run = await runTask(phase, spec, ctx, now);
+    await this.#record(name, run);
+    this.opts.log[run.state === 'failed' ? 'warn' : 'info'](
+      { experiment: name, task: run.name, phase, state: run.state, durationMs: run.durationMs, error: run.error },
+      'task ran',
+    );
+    return run;
+  }
+
+  /** Saves a task run into the stored status (through the queue: never interleaves with an iteration). */
+  #record(name: string, run: TaskRun): Promise<void> {
+    return this.#serial(name, async () => {
+      const r = await this.opts.store.get(name);
+      if (r !== null) await this.#save({ ...r, status: withTaskRun(r.status, run) });
+    });
+  }
+
+  async #runStartTasks(name: string): Promise<void> {
+    const initial = await this.get(name);
+    const done = new Set(initial.status.tasks.filter((t) => t.phase === 'start' && t.state === 'succeeded').map((t) => t.name));
+    for (const spec of initial.doc.spec.tasks.start) {
+      if (done.has(spec.name)) continue; // resumed after a restart: what succeeded is not repeated
+      const current = await this.get(name);
+      if (current.status.state !== 'Pending') return; // aborted meanwhile
+      const run = await this.#task(name, 'start', spec, current.status);
+      if (run?.state === 'failed' && spec.onError === 'fail') {
+        await this.#serial(name, async () => {
+          const r = await this.get(name);
+          if (r.status.state !== 'Pending') return;
+          const reason = `start task ${spec.name} failed: ${run.error?.code} ${run.error?.message}`;
+          await this.#end(r, { ...r.status, state: 'Failed', reason, finishedAt: this.#now() });
+        });
+        return;
+      }
+    }
+    await this.#serial(name, async () => {
+      const r = await this.get(name);
+      if (r.status.state === 'Pending' && !r.status.ending) await this.#begin(r);
+    });
+  }
+
+  async #runLoopTasks(name: string, due: readonly TaskSpec[], iteration: number): Promise<void> {
+    try {
+      for (const spec of due) {
+        const r = await this.get(name);
+        if (r.status.state !== 'Running' || r.status.ending) return;
+        const run = await this.#task(name, 'loop', spec, r.status);
+        if (run?.state === 'failed' && spec.onError === 'fail') {
+          await this.#serial(name, async () => {
+            const cur = await this.get(name);
+            if (FINAL_STATES.has(cur.status.state) || cur.status.ending) return;
+            const baseline = cur.doc.spec.versions[0]!.name;
+            const reason = `loop task ${spec.name} failed at iteration ${iteration}: ${run.error?.code} ${run.error?.message}; traffic back to ${baseline}`;
+            await this.#end(cur, { ...cur.status, state: 'Failed', winner: null, reason, weights: allTo(cur.doc.spec, baseline), finishedAt: this.#now() });
+          });
+          return;
+        }
+      }
+    } finally {
+      const r = await this.opts.store.get(name).catch(() => null);
+      if (r !== null && r.status.state === 'Running' && !r.status.ending) this.#schedule(r.doc);
+    }
+  }
+
+  /**
+   * An experiment reaches a final state. Without finish tasks it is saved as
+   * is; with them the status keeps its state and carries `ending` until
+   * they ran (#runFinishTasks). Weights change here, at once: the decision
+   * (or an abort) must not wait for a notification to be delivered.
+   */
+  async #end(r: ExperimentRecord, final: ExperimentStatus): Promise<ExperimentRecord> {
+    if (JSON.stringify(final.weights) !== JSON.stringify(r.status.weights)) {
+      await this.opts.router.setWeights(r.doc.spec.route, this.#routeWeights(r.doc, final.weights), `experiment ${r.doc.name} ${final.state}`);
+    }
+    this.#endLifetime(r.doc.name);
+    clearTimeout(this.#timers.get(r.doc.name));
+    this.#timers.delete(r.doc.name);
+    const finish = finishTasksFor(r.doc, final.state);
+    if (finish.length === 0) {
+      const next = { ...r, status: final };
+      await this.#save(next);
+      this.opts.log.info({ experiment: r.doc.name, state: final.state, reason: final.reason }, 'experiment ended');
+      return next;
+    }
+    const ending: Ending = { state: final.state as Ending['state'], reason: final.reason, finishedAt: final.finishedAt ?? this.#now() };
+    const next = {
+      ...r,
+      status: { ...final, state: r.status.state, reason: `finishing (${final.state}): running finish tasks`, ending, finishedAt: null },
+    };
+    await this.#save(next);
+    this.#background(r.doc.name, 'finish tasks', () => this.#runFinishTasks(r.doc.name));
+    return next;
+  }
+
+  async #runFinishTasks(name: string): Promise<void> {
+    const initial = await this.get(name);
+    const ending = initial.status.ending;
+    if (ending === null) return;
+    // What the tasks report on: the outcome they are finishing.
+    const outcome: ExperimentStatus = { ...initial.status, state: ending.state, reason: ending.reason, finishedAt: ending.finishedAt, ending: null };
+    const done = new Set(initial.status.tasks.filter((t) => t.phase === 'finish' && t.state !== 'running').map((t) => t.name));
+    let failure: TaskRun | null = null;
+    for (const spec of finishTasksFor(initial.doc, ending.state)) {
+      if (done.has(spec.name)) {
+        const previous = initial.status.tasks.find((t) => t.phase === 'finish' && t.name === spec.name);
+        if (previous?.state === 'failed' && spec.onError === 'fail') failure ??= previous;
+        continue;
+      }
+      const run = await this.#task(name, 'finish', spec, outcome);
+      if (run?.state === 'failed' && spec.onError === 'fail') failure ??= run;
+    }
+    await this.#serial(name, async () => {
+      const r = await this.get(name);
+      if (r.status.ending === null) return;
+      const failed = failure !== null && r.status.ending.state === 'Completed';
+      const reason = failure === null ? r.status.ending.reason : `${r.status.ending.reason}; finish task ${failure.name} failed: ${failure.error?.code} ${failure.error?.message}`;
+      const status: ExperimentStatus = { ...r.status, state: failed ? 'Failed' : r.status.ending.state, reason, finishedAt: r.status.ending.finishedAt, ending: null };
+      await this.#save({ ...r, status });
+      this.opts.log.info({ experiment: name, state: status.state, reason }, 'experiment ended');
+    });
   }
 
   pause(name: string): Promise<ExperimentRecord> {
@@ -164,9 +412,9 @@ export class Scheduler {
   async delete(name: string): Promise<void> {
     await this.#serial(name, async () => {
       const r = await this.get(name);
-      if (ACTIVE.has(r.status.state)) {
-        await this.#apply(r, abort(r.doc, r.status, this.#now()));
-      }
+      // Deleting skips finish tasks: the record they would report into is going away.
+      if (ACTIVE.has(r.status.state)) await this.#apply(r, { ...abort(r.doc, r.status, this.#now()), ending: null });
+      this.#endLifetime(name);
       clearTimeout(this.#timers.get(name));
       this.#timers.delete(name);
       await this.opts.store.delete(name);
@@ -177,16 +425,16 @@ export class Scheduler {
   #transition(name: string, from: readonly string[], to: (r: ExperimentRecord) => ExperimentStatus, reschedule = false): Promise<ExperimentRecord> {
     return this.#serial(name, async () => {
       const r = await this.get(name);
+      if (r.status.ending) {
+        throw new SluiceError('SLUICE_EXPERIMENT_STATE', `experiment "${name}" is finishing (${r.status.ending.state}): its finish tasks are running`);
+      }
       if (!from.includes(r.status.state)) {
         throw new SluiceError('SLUICE_EXPERIMENT_STATE', `experiment "${name}" is ${r.status.state}`);
       }
-      const next = await this.#apply(r, to(r));
-      if (FINAL_STATES.has(next.status.state)) {
-        clearTimeout(this.#timers.get(name));
-        this.#timers.delete(name);
-      } else if (reschedule) {
-        this.#schedule(r.doc);
-      }
+      const status = to(r);
+      if (FINAL_STATES.has(status.state) && !FINAL_STATES.has(r.status.state)) return this.#end(r, status);
+      const next = await this.#apply(r, status);
+      if (reschedule) this.#schedule(r.doc);
       return next;
     });
   }
@@ -227,7 +475,13 @@ export class Scheduler {
    */
   async resumeAll(): Promise<void> {
     this.#stopped = false;
-    for (const r of await this.opts.store.list()) if (r.status.state === 'Running') this.#schedule(r.doc);
+    for (const r of await this.opts.store.list()) {
+      const name = r.doc.name;
+      // Tasks interrupted by a restart or a failover are run again (those that had succeeded are not).
+      if (r.status.ending) this.#background(name, 'finish tasks', () => this.#runFinishTasks(name));
+      else if (r.status.state === 'Pending') this.#background(name, 'start tasks', () => this.#runStartTasks(name));
+      else if (r.status.state === 'Running') this.#schedule(r.doc);
+    }
   }
 
   /** Clears every timer (shutdown, or this replica lost leadership); resumeAll() starts them again. */
@@ -235,7 +489,23 @@ export class Scheduler {
     this.#stopped = true;
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
+    for (const c of this.#lifetimes.values()) c.abort();
+    this.#lifetimes.clear();
   }
+}
+
+/** Finish tasks whose `if` matches the final state: success = Completed, failure = Failed or Aborted. */
+function finishTasksFor(doc: ExperimentDoc, state: string): TaskSpec[] {
+  const ok = state === 'Completed';
+  return doc.spec.tasks.finish.filter((t) => t.if === 'always' || (t.if === 'success') === ok);
+}
+
+/** Measurements with the iteration's custom metric readings attached (a version without traffic gets empty counters). */
+function withCustom(m: Measurements, names: readonly string[], custom: Record<string, Record<string, MetricReading>> | null): Measurements {
+  if (custom === null) return m;
+  const out: Record<string, VersionMeasurement> = {};
+  for (const n of names) out[n] = { ...(m[n] ?? EMPTY_MEASUREMENT), custom: custom[n] ?? {} };
+  return out;
 }
 
 function pick<T>(o: Readonly<Record<string, T>>, names: readonly string[]): Record<string, T> {

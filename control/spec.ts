@@ -12,14 +12,16 @@ import {
   osReason, plural, readBool, readEnum, readInt, readName, yamlDetail,
 } from '../common/validation.js';
 import { validateWeights } from '../proxy/config.js';
+import { readMetricSpecs } from './metrics/validate.js';
 import { ALGORITHMS, BUILTIN_METRICS, DEPLOYMENT_PATTERNS, TESTING_PATTERNS } from './spec-types.js';
+import { readTaskSpecs } from './tasks/validate.js';
 import type {
-  BuiltinMetric,
   Criteria,
   DeploymentPattern,
   ExperimentDoc,
   ExperimentSpec,
   ExperimentVersion,
+  MetricSpec,
   Objective,
   Reward,
   TestingPattern,
@@ -126,6 +128,7 @@ const PLACEHOLDER_SPEC: ExperimentSpec = {
   criteria: { objectives: [], reward: null, confidence: 0.95, minSamples: 100 },
   weights: { initial: {}, maxCandidateWeight: 100, maxCandidateWeightIncrement: 100 },
   duration: { intervalSeconds: 10, maxIterations: 30 }, promote: true, seed: 0,
+  metrics: [], tasks: { start: [], loop: [], finish: [] },
 };
 
 function readDoc(p: Problems, raw: unknown): ExperimentDoc {
@@ -156,13 +159,16 @@ function readSpec(p: Problems, v: unknown, name: string): ExperimentSpec {
   if (o.algorithm != null && dpKnown && dp !== 'Progressive') {
     p.add('spec.algorithm', `algorithm applies to Progressive only (deploymentPattern is ${dp})`);
   }
-  const criteria = readCriteria(p, o.criteria, 'spec.criteria', versions.length);
+  const versionNames = versions.map((v) => v.name).filter((n) => n !== '');
+  const metrics = readMetricSpecs(p, o.metrics, 'spec.metrics', versionNames);
+  checkMetricNames(p, metrics);
+  const criteria = readCriteria(p, o.criteria, 'spec.criteria', versions.length, metrics);
   checkPattern(p, testingPattern, dpKnown ? dp : null, versions.length, criteria);
   const promote = readBool(p, o.promote, 'spec.promote', EXPERIMENT_DEFAULTS.promote);
   if (promote === false && dpKnown && dp !== 'FixedSplit') {
     p.add('spec.promote', `promote: false applies to FixedSplit only (${dp} always promotes the winner)`);
   }
-  readUnsupported(p, o.metrics, o.tasks);
+  const tasks = readTaskSpecs(p, o.tasks, 'spec.tasks', versionNames);
   return {
     route,
     versions,
@@ -174,6 +180,8 @@ function readSpec(p: Problems, v: unknown, name: string): ExperimentSpec {
     duration: readDuration(p, o.duration, 'spec.duration'),
     promote,
     seed: o.seed == null ? defaultSeed(name) : readInt(p, o.seed, 'spec.seed', 0, 0, MAX_SEED),
+    metrics,
+    tasks,
   };
 }
 
@@ -231,11 +239,11 @@ function readUrl(p: Problems, v: unknown, path: string): string | null {
 
 // ---------------------------------------------------------------- criteria
 
-function readCriteria(p: Problems, v: unknown, path: string, versionCount: number): Criteria {
+function readCriteria(p: Problems, v: unknown, path: string, versionCount: number, metrics: readonly MetricSpec[]): Criteria {
   const o = optMapping(p, v, path, ['objectives', 'reward', 'confidence', 'minSamples']);
   const objectivesPath = join(path, 'objectives');
   const objectives = optList(p, o.objectives, objectivesPath, 'a list of objectives')
-    .map(([x, at]) => readObjective(p, x, at, versionCount))
+    .map(([x, at]) => readObjective(p, x, at, versionCount, metrics))
     .filter((x): x is Objective => x !== null);
   const confidencePath = join(path, 'confidence');
   let confidence: number = EXPERIMENT_DEFAULTS.confidence;
@@ -245,19 +253,16 @@ function readCriteria(p: Problems, v: unknown, path: string, versionCount: numbe
   }
   return {
     objectives,
-    reward: o.reward == null ? null : readReward(p, o.reward, join(path, 'reward')),
+    reward: o.reward == null ? null : readReward(p, o.reward, join(path, 'reward'), metrics),
     confidence,
     minSamples: readInt(p, o.minSamples, join(path, 'minSamples'), EXPERIMENT_DEFAULTS.minSamples, 1, Number.MAX_SAFE_INTEGER),
   };
 }
 
-function readObjective(p: Problems, v: unknown, path: string, versionCount: number): Objective | null {
+function readObjective(p: Problems, v: unknown, path: string, versionCount: number, metrics: readonly MetricSpec[]): Objective | null {
   const o = mapping(p, v, path, ['metric', 'upperLimit', 'lowerLimit', 'relativeTo']);
   if (!o) return null;
-  const metric =
-    o.metric == null
-      ? p.reject(join(path, 'metric'), `required: one of ${BUILTIN_METRICS.join(', ')}`, null)
-      : readEnum(p, o.metric, join(path, 'metric'), BUILTIN_METRICS, null);
+  const metric = readMetricName(p, o.metric, join(path, 'metric'), metrics);
   let relativeTo: 'baseline' | null = null;
   if (o.relativeTo != null) {
     if (o.relativeTo !== 'baseline') expected(p, join(path, 'relativeTo'), '"baseline"', o.relativeTo, null);
@@ -266,8 +271,9 @@ function readObjective(p: Problems, v: unknown, path: string, versionCount: numb
       if (versionCount === 1) p.add(join(path, 'relativeTo'), 'relativeTo: baseline needs at least 2 versions (a candidate to compare with the baseline)');
     }
   }
-  const upperLimit = readLimit(p, o.upperLimit, join(path, 'upperLimit'), metric, relativeTo);
-  const lowerLimit = readLimit(p, o.lowerLimit, join(path, 'lowerLimit'), metric, relativeTo);
+  const kind = metric === null ? null : metricKind(metric, metrics);
+  const upperLimit = readLimit(p, o.upperLimit, join(path, 'upperLimit'), metric, kind, relativeTo);
+  const lowerLimit = readLimit(p, o.lowerLimit, join(path, 'lowerLimit'), metric, kind, relativeTo);
   if (o.upperLimit == null && o.lowerLimit == null) p.add(path, 'needs upperLimit, lowerLimit or both');
   if (upperLimit !== null && lowerLimit !== null && lowerLimit >= upperLimit) {
     p.add(join(path, 'lowerLimit'), `must be less than upperLimit (${upperLimit}), got ${lowerLimit}`);
@@ -275,29 +281,86 @@ function readObjective(p: Problems, v: unknown, path: string, versionCount: numb
   return { metric: metric ?? 'error-rate', upperLimit, lowerLimit, relativeTo };
 }
 
-function readLimit(p: Problems, v: unknown, path: string, metric: BuiltinMetric | null, relativeTo: 'baseline' | null): number | null {
+/** A built-in metric or one of `spec.metrics`; null (after reporting) otherwise. */
+function readMetricName(p: Problems, v: unknown, path: string, metrics: readonly MetricSpec[]): string | null {
+  const custom = metrics.map((m) => m.name);
+  const known = [...BUILTIN_METRICS, ...custom];
+  const what = `one of ${BUILTIN_METRICS.join(', ')}${custom.length > 0 ? ` or a custom metric (${custom.join(', ')})` : ' or the name of one of spec.metrics'}`;
+  if (v == null) return p.reject(path, `required: ${what}`, null);
+  if (typeof v === 'string' && known.includes(v)) return v;
+  return expected(p, path, what, v, null);
+}
+
+/** How a metric's limits are checked: rates within 0..1, counts and latencies >= 0. */
+function metricKind(name: string, metrics: readonly MetricSpec[]): 'rate' | 'count' | 'latency' | 'other' {
+  const custom = metrics.find((m) => m.name === name);
+  if (custom !== undefined) return custom.type === 'rate' ? 'rate' : custom.type === 'count' ? 'count' : 'other';
+  if (RATE_METRICS.includes(name)) return 'rate';
+  if (COUNT_METRICS.includes(name)) return 'count';
+  return name.startsWith('latency-') ? 'latency' : 'other';
+}
+
+/** Custom metric names must not shadow built-in ones; sampleSize and stdDev must name a metric. */
+function checkMetricNames(p: Problems, metrics: readonly MetricSpec[]): void {
+  const names = new Set<string>(BUILTIN_METRICS);
+  metrics.forEach((m, i) => {
+    const at = `spec.metrics[${i}]`;
+    if (m.name === '') return; // an invalid name was reported already
+    if ((BUILTIN_METRICS as readonly string[]).includes(m.name)) p.add(`${at}.name`, `"${m.name}" is a built-in metric: choose another name`);
+    else if (names.has(m.name)) p.add(`${at}.name`, `duplicate metric name ${JSON.stringify(m.name)}`);
+    names.add(m.name);
+  });
+  metrics.forEach((m, i) => {
+    const at = `spec.metrics[${i}]`;
+    for (const key of ['sampleSize', 'stdDev'] as const) {
+      const ref = m[key];
+      if (ref === null) continue;
+      if (ref === m.name) p.add(`${at}.${key}`, `a metric cannot be its own ${key}`);
+      else if (!names.has(ref)) p.add(`${at}.${key}`, `no metric named ${JSON.stringify(ref)} (built-in or in spec.metrics)`);
+    }
+    if (m.type === 'rate' && m.sampleSize === null && m.source !== 'mock') {
+      p.add(`${at}.sampleSize`, 'a rate needs a sampleSize: the metric counting its trials (such as request-count), so the analysis has a posterior');
+    }
+    if (m.type !== 'mean' && m.stdDev !== null) p.add(`${at}.stdDev`, `stdDev applies to type: mean only (this metric is a ${m.type})`);
+  });
+}
+
+function readLimit(
+  p: Problems,
+  v: unknown,
+  path: string,
+  metric: string | null,
+  kind: 'rate' | 'count' | 'latency' | 'other' | null,
+  relativeTo: 'baseline' | null,
+): number | null {
   if (v == null) return null;
   if (typeof v !== 'number' || !Number.isFinite(v)) return expected(p, path, 'a finite number', v, null);
   if (relativeTo === 'baseline') {
     if (v > 0) return v;
     return p.reject(path, `a limit relative to the baseline is a factor and must be > 0 (1.2 = 20% above the baseline), got ${v}`, null);
   }
-  if (metric !== null && RATE_METRICS.includes(metric) && (v < 0 || v > 1)) {
+  if (kind === 'rate' && (v < 0 || v > 1)) {
     return p.reject(path, `${metric} is a rate: the limit must be within 0..1 (0.01 = 1%), got ${v}`, null);
   }
-  if (metric !== null && metric.startsWith('latency-') && v < 0) return p.reject(path, `a latency limit is milliseconds >= 0, got ${v}`, null);
-  if (metric !== null && COUNT_METRICS.includes(metric) && v < 0) return p.reject(path, `a count limit must be >= 0, got ${v}`, null);
+  if (kind === 'latency' && v < 0) return p.reject(path, `a latency limit is milliseconds >= 0, got ${v}`, null);
+  if (kind === 'count' && v < 0) return p.reject(path, `a count limit must be >= 0, got ${v}`, null);
   return v;
 }
 
-function readReward(p: Problems, v: unknown, path: string): Reward | null {
+function readReward(p: Problems, v: unknown, path: string, metrics: readonly MetricSpec[]): Reward | null {
   const o = mapping(p, v, path, ['metric', 'preferredDirection']);
   if (!o) return null;
   const metricPath = join(path, 'metric');
-  const metric =
-    o.metric == null
-      ? p.reject(metricPath, `required: one of ${REWARD_METRICS.join(', ')}`, null)
-      : readEnum(p, o.metric, metricPath, REWARD_METRICS, null);
+  // A reward needs a posterior: a rate with its trials, or a mean with its spread (mock sources know both).
+  const usable = metrics.filter((m) => m.type === 'rate' || (m.type === 'mean' && (m.source === 'mock' || (m.sampleSize !== null && m.stdDev !== null))));
+  const names = [...REWARD_METRICS, ...usable.map((m) => m.name)];
+  const what = `one of ${names.join(', ')}`;
+  let metric: string | null = null;
+  if (o.metric == null) p.add(metricPath, `required: ${what}`);
+  else if (typeof o.metric === 'string' && names.includes(o.metric)) metric = o.metric;
+  else if (metrics.some((m) => m.name === o.metric)) {
+    p.add(metricPath, `custom metric ${JSON.stringify(o.metric)} cannot be a reward: a reward needs a rate (with sampleSize) or a mean with sampleSize and stdDev`);
+  } else expected(p, metricPath, what, o.metric, null);
   const preferredDirection = readEnum(p, o.preferredDirection, join(path, 'preferredDirection'), DIRECTIONS, null);
   return metric === null ? null : { metric, preferredDirection: preferredDirection ?? EXPERIMENT_DEFAULTS.preferredDirection };
 }
@@ -372,19 +435,4 @@ function readDuration(p: Problems, v: unknown, path: string): ExperimentSpec['du
     intervalSeconds,
     maxIterations: readInt(p, o.maxIterations, join(path, 'maxIterations'), EXPERIMENT_DEFAULTS.maxIterations, 1, MAX_ITERATIONS),
   };
-}
-
-/** `metrics` and `tasks` are reserved for later (see the issues): only empty ones are accepted. */
-function readUnsupported(p: Problems, metrics: unknown, tasks: unknown): void {
-  if (metrics != null) {
-    if (!Array.isArray(metrics)) expected(p, 'spec.metrics', 'an empty list', metrics, null);
-    else if (metrics.length > 0) p.add('spec.metrics', `custom metrics are not supported yet (built-in: ${BUILTIN_METRICS.join(', ')})`);
-  }
-  const o = optMapping(p, tasks, 'spec.tasks', ['start', 'finish']);
-  for (const key of ['start', 'finish'] as const) {
-    const list = o[key];
-    if (list == null) continue;
-    if (!Array.isArray(list)) expected(p, `spec.tasks.${key}`, 'an empty list', list, null);
-    else if (list.length > 0) p.add(`spec.tasks.${key}`, 'tasks are not supported yet');
-  }
 }

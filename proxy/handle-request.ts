@@ -52,10 +52,22 @@ export interface TrafficContext {
   /** The current routing table; replaced whole on every change. */
   readonly table: () => RoutingTable;
   readonly forward: ForwardSettings;
+  /** `<token>:` — an `x-sluice-pin: <token>:<version>` request goes to that version (load tasks); null: pinning off. */
+  readonly pinPrefix: string | null;
+}
+
+/** Header of synthetic load pinned to a version; stripped before forwarding (headers.ts). */
+export const PIN_HEADER = 'x-sluice-pin';
+
+/** The version a valid pin names (not keyless: pinned load stays out of the sample-ratio check); -1 otherwise. */
+function pinned(state: RouteState, pin: string | string[], prefix: string | null): number {
+  if (prefix === null || typeof pin !== 'string' || !pin.startsWith(prefix)) return -1;
+  return state.route.byName.get(pin.slice(prefix.length))?.index ?? -1;
 }
 
 export function createRequestHandler(ctx: TrafficContext) {
   const settings = ctx.forward;
+  const pinPrefix = ctx.pinPrefix;
   return function handleRequest(request: FastifyRequest, reply: FastifyReply): void {
     const startMs = performance.now();
     const req = request.raw;
@@ -66,7 +78,9 @@ export function createRequestHandler(ctx: TrafficContext) {
     const state = ctx.table().match(req.headers.host, url);
     if (state === null) return sendError(res, new SluiceError('SLUICE_ROUTE_NOT_FOUND', `no route matches ${url}`));
 
-    const picked = pick(state, req.headers, url);
+    const pin = req.headers[PIN_HEADER];
+    const pinnedTo = pin === undefined ? -1 : pinned(state, pin, pinPrefix);
+    const picked = pinnedTo >= 0 ? pinnedTo : pick(state, req.headers, url);
     const version = state.route.versions[picked & INDEX_MASK]!;
     if (picked >= KEYLESS) version.stats.countKeyless();
     const method = req.method!;

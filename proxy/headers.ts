@@ -46,7 +46,8 @@ export function upstreamRequestHeaders(req: IncomingMessage, keepBody: boolean, 
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const lower = name.toLowerCase();
-    if (HOP_BY_HOP.has(lower) || lower === 'expect') continue;
+    // x-sluice-pin carries the pin token of synthetic load (handle-request.ts): never for the upstream's eyes.
+    if (HOP_BY_HOP.has(lower) || lower === 'expect' || lower === 'x-sluice-pin') continue;
     if (listed !== null && listed.has(lower)) continue;
     if (!keepBody && lower === 'content-length') continue;
     if (lower === 'x-forwarded-for') {

@@ -3,6 +3,7 @@
  * reads, the counters it writes, and the operations the admin API and the
  * control plane call on it (set weights, read stats).
  */
+import { randomBytes } from 'node:crypto';
 import fastify, { type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { SluiceError } from '../common/errors.js';
@@ -27,6 +28,12 @@ export interface WeightsChange {
 export class ProxyServer {
   readonly stats = new StatsRegistry();
   readonly upstreams: Upstreams;
+  /**
+   * Lets synthetic load (the `load` task) pin a request to a version with
+   * `x-sluice-pin: <token>:<version>`. Random per process unless
+   * SLUICE_PIN_TOKEN is set (Redis mode: the same value on proxies and control).
+   */
+  readonly pinToken: string = process.env.SLUICE_PIN_TOKEN || randomBytes(18).toString('base64url');
   readonly metrics: Registry;
   readonly app: FastifyInstance;
   #table: RoutingTable;
@@ -211,7 +218,7 @@ export class ProxyServer {
         : undefined,
     };
     this.#forward = forward;
-    const handler = createRequestHandler({ table, forward });
+    const handler = createRequestHandler({ table, forward, pinPrefix: `${this.pinToken}:` });
     app.all('/', handler);
     app.all('/*', handler);
     app.setNotFoundHandler((request, reply) => {

@@ -285,8 +285,44 @@ describe('invalid experiments: each problem is reported at its path', () => {
     },
     { name: 'BlueGreen with 3 versions', edit: (d) => (d.spec.deploymentPattern = 'BlueGreen'), path: 'spec.deploymentPattern', message: /exactly 2/ },
     { name: 'promote: false with Progressive', edit: (d) => (d.spec.promote = false), path: 'spec.promote' },
-    { name: 'non-empty tasks', edit: (d) => (d.spec.tasks = { start: [{ task: 'readiness' }], finish: [] }), path: 'spec.tasks.start', message: /not supported yet/ },
-    { name: 'non-empty metrics', edit: (d) => (d.spec.metrics = [{ name: 'm' }]), path: 'spec.metrics', message: /not supported yet/ },
+    { name: 'task of no known kind', edit: (d) => (d.spec.tasks = { start: [{ task: 'deploy' }] }), path: 'spec.tasks.start[0].task' },
+    { name: 'objective on an undeclared metric', edit: (d) => ((d.spec.criteria as Record<string, unknown>).objectives = [{ metric: 'revenue', upperLimit: 1 }]), path: 'spec.criteria.objectives[0].metric', message: /spec\.metrics/ },
+    {
+      name: 'custom metric shadowing a built-in one',
+      edit: (d) => (d.spec.metrics = [{ name: 'error-rate', source: 'mock', type: 'rate', values: { v1: { mean: 0.1 }, v2: { mean: 0.1 }, v3: { mean: 0.1 } } }]),
+      path: 'spec.metrics[0].name',
+      message: /built-in/,
+    },
+    {
+      name: 'rest rate without sampleSize',
+      edit: (d) => (d.spec.metrics = [{ name: 'm', source: 'rest', type: 'rate', url: 'http://127.0.0.1:1/x', jq: '.v' }]),
+      path: 'spec.metrics[0].sampleSize',
+      message: /sampleSize/,
+    },
+    {
+      name: 'sampleSize naming no metric',
+      edit: (d) => (d.spec.metrics = [{ name: 'm', source: 'rest', type: 'rate', url: 'http://127.0.0.1:1/x', jq: '.v', sampleSize: 'nope' }]),
+      path: 'spec.metrics[0].sampleSize',
+      message: /no metric named "nope"/,
+    },
+    {
+      name: 'a count as the reward',
+      edit: (d) => {
+        d.spec.metrics = [{ name: 'sold', source: 'rest', type: 'count', url: 'http://127.0.0.1:1/x', jq: '.v' }];
+        (d.spec.criteria as Record<string, unknown>).reward = { metric: 'sold' };
+      },
+      path: 'spec.criteria.reward.metric',
+      message: /cannot be a reward/,
+    },
+    {
+      name: 'custom rate limit above 1',
+      edit: (d) => {
+        d.spec.metrics = [{ name: 'conv', source: 'mock', type: 'rate', values: { v1: { mean: 0.1 }, v2: { mean: 0.1 }, v3: { mean: 0.1 } } }];
+        (d.spec.criteria as Record<string, unknown>).objectives = [{ metric: 'conv', upperLimit: 5 }];
+      },
+      path: 'spec.criteria.objectives[0].upperLimit',
+      message: /rate/,
+    },
     { name: 'intervalSeconds 0', edit: (d) => (d.spec.duration = { intervalSeconds: 0 }), path: 'spec.duration.intervalSeconds' },
     { name: 'maxIterations 10001', edit: (d) => (d.spec.duration = { maxIterations: 10_001 }), path: 'spec.duration.maxIterations' },
     { name: 'seed not an integer', edit: (d) => (d.spec.seed = 1.5), path: 'spec.seed' },
@@ -351,7 +387,7 @@ spec:
       'spec.criteria.confidence',
       'spec.criteria.objectives[0].lowerLimit',
       'spec.duration.intervalSeconds',
-      'spec.tasks.finish',
+      'spec.tasks.finish[0].task',
       'spec.versions',
       'spec.versions[2].name',
       'spec.weights.initial.v9',

@@ -102,7 +102,11 @@ test('routing state shared through Redis: propagation, convergence, generations,
     assert.deepEqual(s.slots, layout(proxies[0]!).slots);
     assert.deepEqual(await admin.smembers(keys.routes()), [ROUTE]);
     await router.refresh();
-    assert.deepEqual(router.route(ROUTE), { versions: ['v1', 'v2', 'v3'], weights: { v1: 80, v2: 10, v3: 10 } });
+    const view = router.route(ROUTE)!;
+    assert.deepEqual({ versions: view.versions, weights: view.weights }, { versions: ['v1', 'v2', 'v3'], weights: { v1: 80, v2: 10, v3: 10 } });
+    // The version URLs come along (readiness tasks probe them).
+    assert.deepEqual(Object.keys(view.urls), ['v1', 'v2', 'v3']);
+    for (const url of Object.values(view.urls)) assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
   });
 
   /** Writes new weights and resolves with the propagation time to the last of `replicas`. */

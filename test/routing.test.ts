@@ -187,3 +187,29 @@ describe('routing', () => {
     await unknown.body.dump();
   });
 });
+
+describe('pinning (synthetic load)', () => {
+  test('x-sluice-pin with the process token routes to the named version, is stripped, and is ignored with a wrong token', async (t) => {
+    const ups = await Promise.all(['v1', 'v2'].map((n) => startUpstream(n)));
+    const sluice = await startSluice({ routes: [{ name: 'r', versions: ups.map((u, i) => ({ name: `v${i + 1}`, url: u.url })), weights: { v1: 100 } }] });
+    const pool = new Pool(sluice.trafficUrl, { connections: 4 });
+    t.after(async () => {
+      await pool.close();
+      await sluice.close();
+      await Promise.all(ups.map((u) => u.close()));
+    });
+    const token = sluice.proxy.pinToken;
+    for (let i = 0; i < 20; i++) {
+      assert.equal((await get(pool, '/p', { 'x-sluice-pin': `${token}:v2` })).body, 'v2');
+      assert.equal((await get(pool, '/p', { 'x-sluice-pin': `wrong:v2` })).body, 'v1');
+      // An unknown version falls back to normal routing.
+      assert.equal((await get(pool, '/p', { 'x-sluice-pin': `${token}:v9` })).body, 'v1');
+    }
+    for (const u of ups) for (const r of u.seen) assert.equal(r.headers['x-sluice-pin'], undefined, 'the pin reached an upstream');
+    assert.equal(ups[1]!.seen.length, 20);
+    // Pinned requests are not keyless: they stay out of the sample-ratio check.
+    const v2 = sluice.proxy.table.get('r')!.route.byName.get('v2')!.stats.snapshot();
+    assert.equal(v2.requests, 20);
+    assert.equal(v2.keyless, 0);
+  });
+});

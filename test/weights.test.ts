@@ -37,6 +37,7 @@ function assessment(versions: Readonly<Record<string, Partial<VersionSketch>>>):
     expectedLoss: null,
         reward: v.reward ?? null,
         metrics: {},
+        metricErrors: {},
       }),
     ),
   };

@@ -11,8 +11,9 @@
  */
 import type { Measurements, VersionMeasurement } from '../../control/analysis-types.js';
 import type { ExperimentStatus, VersionStatus } from '../../control/lifecycle.js';
-import { BUILTIN, metricValues } from '../../control/builtin-metrics.js';
-import type { ExperimentDoc, Objective } from '../../control/spec-types.js';
+import { metricValues } from '../../control/builtin-metrics.js';
+import { metricDef } from '../../control/metric-defs.js';
+import type { ExperimentDoc, ExperimentSpec, Objective } from '../../control/spec-types.js';
 import { applyWeightLimits } from '../../control/weights/limits.js';
 import { EMPTY_MEASUREMENT } from '../../control/assess.js';
 import type { Step } from './simulate.js';
@@ -20,8 +21,8 @@ import type { Step } from './simulate.js';
 const EPSILON = 0.1;
 const ITER8_INCREMENT = 10;
 
-function pointHolds(o: Objective, m: VersionMeasurement, baseline: VersionMeasurement): boolean {
-  const def = BUILTIN[o.metric];
+function pointHolds(spec: ExperimentSpec, o: Objective, m: VersionMeasurement, baseline: VersionMeasurement): boolean {
+  const def = metricDef(spec, o.metric);
   let v = def.value(m);
   if (v === null) return false;
   if (o.relativeTo === 'baseline') {
@@ -38,11 +39,11 @@ export const iter8v2: Step = (doc: ExperimentDoc, s: ExperimentStatus, measureme
   const ms = names.map((n) => measurements[n] ?? EMPTY_MEASUREMENT);
   const iteration = s.iteration + 1;
   const last = iteration >= spec.duration.maxIterations;
-  const feasible = ms.map((m) => spec.criteria.objectives.every((o) => pointHolds(o, m, ms[0]!)));
+  const feasible = ms.map((m) => spec.criteria.objectives.every((o) => pointHolds(spec, o, m, ms[0]!)));
   const reward = spec.criteria.reward;
   const value = (m: VersionMeasurement) => {
     if (reward === null) return 0;
-    const v = BUILTIN[reward.metric].value(m) ?? Number.NEGATIVE_INFINITY;
+    const v = metricDef(spec, reward.metric).value(m) ?? Number.NEGATIVE_INFINITY;
     return reward.preferredDirection === 'High' ? v : -v;
   };
   // The best observed version among the feasible; for a canary, the candidate when feasible.
@@ -64,6 +65,7 @@ export const iter8v2: Step = (doc: ExperimentDoc, s: ExperimentStatus, measureme
     versions[n] = {
       samples: ms[i]!.requests,
       metrics: metricValues(ms[i]!),
+      metricErrors: {},
       verdict: feasible[i] ? 'feasible' : 'infeasible',
       pFeasible: null,
       pBest: null,

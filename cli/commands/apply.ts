@@ -6,6 +6,7 @@ import type { Command } from 'commander';
 import { parse as parseYaml } from 'yaml';
 import { SluiceError } from '../../common/errors.js';
 import { formatDetails } from '../../common/errors.js';
+import { checkMetricQueries } from '../../control/metrics/index.js';
 import { parseExperiment } from '../../control/spec.js';
 import type { ExperimentDoc } from '../../control/spec-types.js';
 import { CliError, EXIT } from '../client.js';
@@ -30,6 +31,13 @@ export function registerApplyCommands(program: Command): void {
             return EXIT.failed;
           }
           throw err;
+        }
+        // jq is compiled here too, as `apply` would: a syntax error is found before anything is sent.
+        const jqProblems = await checkMetricQueries(doc);
+        if (jqProblems.length > 0) {
+          const n = jqProblems.length;
+          process.stderr.write(`${label}: invalid (${n} ${n === 1 ? 'problem' : 'problems'})\n${formatDetails(jqProblems)}\n`);
+          return EXIT.failed;
         }
         print(`${label}: valid (${summary(doc)})`);
         return EXIT.ok;

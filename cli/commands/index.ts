@@ -7,6 +7,7 @@ import { registerApplyCommands } from './apply.js';
 import { registerAssertCommand } from './assert.js';
 import { registerGetCommands } from './get.js';
 import { registerLifecycleCommands } from './lifecycle.js';
+import { registerMetricsCommands } from './metrics.js';
 import { registerWeightsCommand } from './weights.js';
 
 export function registerClientCommands(program: Command): void {
@@ -15,4 +16,5 @@ export function registerClientCommands(program: Command): void {
   registerLifecycleCommands(program);
   registerWeightsCommand(program);
   registerAssertCommand(program);
+  registerMetricsCommands(program);
 }

@@ -1,0 +1,182 @@
+/**
+ * `exec`: runs a command (argv, no shell unless `shell: true`) for promotion
+ * steps Sluice does not do itself — kubectl, helm, git. The outcome is in
+ * SLUICE_* environment variables; the output is captured (the last 64 KiB of
+ * each stream) into the run.
+ *
+ * The command runs in a process group of its own (detached), so a timeout or
+ * the end of the experiment kills everything it started, not just its first
+ * process: `sh -c 'sleep 30 & wait'` leaves no sleep behind. SIGTERM first,
+ * SIGKILL to whatever is left after KILL_GRACE_MS.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { setTimeout as delay } from 'node:timers/promises';
+import type { ExperimentStatus } from '../lifecycle.js';
+import type { ExecTaskSpec, ExperimentDoc } from '../spec-types.js';
+import { renderTask, stopError, TaskError, transportReason, within } from './common.js';
+import { experimentSummary, taskTemplateVars } from './summary.js';
+import type { TaskImpl } from './types.js';
+
+export const CAPTURE_BYTES = 64 * 1024;
+export const KILL_GRACE_MS = 2_000;
+/** After the command exits, how long its output pipes may stay open (held by something it left running). */
+const DRAIN_MS = 1_000;
+const HINT_CHARS = 500;
+
+export const execTask: TaskImpl<ExecTaskSpec> = {
+  async run(spec, ctx) {
+    const vars = taskTemplateVars(ctx.doc, ctx.status);
+    const args = spec.command.map((a, i) => renderTask(a, vars, ctx.env, `command[${i}]`));
+    const shown = args.map((a) => a.masked).join(' ');
+    if (ctx.signal.aborted) throw stopError(ctx.signal, `starting ${shown}`);
+    const env: Record<string, string> = {};
+    for (const [k, v] of Object.entries(ctx.env)) if (v !== undefined) env[k] = v;
+    Object.assign(env, spec.env, sluiceEnv(ctx.doc, ctx.status, spec.name));
+
+    const [file, ...rest] = args.map((a) => a.text);
+    const child = spawn(file!, rest, {
+      shell: spec.shell,
+      env,
+      cwd: spec.cwd ?? undefined,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const stdout = new Tail(CAPTURE_BYTES);
+    const stderr = new Tail(CAPTURE_BYTES);
+    child.stdout!.on('data', (c: Buffer) => stdout.push(c));
+    child.stderr!.on('data', (c: Buffer) => stderr.push(c));
+    const closed = new Promise<void>((resolve) => child.once('close', () => resolve()));
+    const started = performance.now();
+    ctx.log.info({ task: spec.name, command: shown, pid: child.pid }, 'exec started');
+
+    const end = await outcome(child, ctx.signal);
+    if (end.kind === 'spawn-error') {
+      throw new TaskError('SLUICE_TASK_FAILED', `cannot run ${args[0]!.masked}${spec.cwd !== null ? ` in ${spec.cwd}` : ''}: ${transportReason(end.error)}`, {});
+    }
+    let exit = end;
+    let killed: string | null = null;
+    if (end.kind === 'aborted') {
+      killed = await killGroup(child);
+      exit = await end.exited;
+    }
+    await within(closed, DRAIN_MS);
+    child.stdout!.destroy();
+    child.stderr!.destroy();
+
+    const output = {
+      exitCode: exit.kind === 'exit' ? exit.code : null,
+      signal: exit.kind === 'exit' ? exit.signal : null,
+      durationMs: Math.round(performance.now() - started),
+      stdout: stdout.text(),
+      stderr: stderr.text(),
+      ...(stdout.truncated || stderr.truncated ? { truncated: { stdout: stdout.truncated, stderr: stderr.truncated } } : {}),
+    };
+    if (killed !== null) {
+      const stop = stopError(ctx.signal, `running ${shown}`);
+      throw new TaskError(stop.code === 'SLUICE_TASK_TIMEOUT' ? 'SLUICE_TASK_TIMEOUT' : 'SLUICE_TASK_FAILED', `${stop.message}; process group killed (${killed})`, output);
+    }
+    if (output.exitCode !== 0) {
+      const how = output.exitCode !== null ? `exited with code ${output.exitCode}` : `was killed by ${output.signal ?? 'a signal'}`;
+      throw new TaskError('SLUICE_TASK_FAILED', `${shown} ${how}${hint(output.stderr)}`, output);
+    }
+    return output;
+  },
+};
+
+/** What the command is told, beside the inherited environment and `env` (these win: they are the contract). */
+export function sluiceEnv(doc: ExperimentDoc, status: ExperimentStatus, task: string): Record<string, string> {
+  return {
+    SLUICE_EXPERIMENT: doc.name,
+    SLUICE_ROUTE: doc.spec.route,
+    SLUICE_TASK: task,
+    SLUICE_STATE: status.state,
+    SLUICE_WINNER: status.winner ?? '',
+    SLUICE_BASELINE: doc.spec.versions[0]?.name ?? '',
+    SLUICE_ITERATION: String(status.iteration),
+    SLUICE_REASON: status.reason,
+    SLUICE_WEIGHTS: JSON.stringify(status.weights),
+    SLUICE_SUMMARY: JSON.stringify(experimentSummary(doc, status)),
+  };
+}
+
+type Exit = { readonly kind: 'exit'; readonly code: number | null; readonly signal: NodeJS.Signals | null };
+type Outcome =
+  | Exit
+  | { readonly kind: 'spawn-error'; readonly error: Error }
+  | { readonly kind: 'aborted'; readonly exited: Promise<Exit> };
+
+/** How the wait ended: the command exited, could not start, or the signal aborted first. */
+function outcome(child: ChildProcess, signal: AbortSignal): Promise<Outcome> {
+  const exited = new Promise<Exit>((resolve) => child.once('exit', (code, sig) => resolve({ kind: 'exit', code, signal: sig })));
+  return new Promise((resolve) => {
+    const onAbort = (): void => resolve({ kind: 'aborted', exited });
+    // 'error' without a pid: it never started (ENOENT, EACCES, a bad cwd). Later ones are kill failures: ignored.
+    child.once('error', (error) => {
+      if (child.pid === undefined) resolve({ kind: 'spawn-error', error });
+    });
+    void exited.then((e) => {
+      signal.removeEventListener('abort', onAbort);
+      resolve(e);
+    });
+    if (signal.aborted) onAbort();
+    else signal.addEventListener('abort', onAbort, { once: true });
+  });
+}
+
+/** SIGTERM to the group, SIGKILL to what is left after the grace; says which it took (null: nothing was left to kill). */
+async function killGroup(child: ChildProcess): Promise<string | null> {
+  const pgid = child.pid!;
+  if (!signalGroup(pgid, 'SIGTERM')) return null;
+  const deadline = Date.now() + KILL_GRACE_MS;
+  while (Date.now() < deadline) {
+    if (!signalGroup(pgid, 0)) return 'SIGTERM';
+    await delay(50);
+  }
+  signalGroup(pgid, 'SIGKILL');
+  return `SIGTERM, then SIGKILL after ${KILL_GRACE_MS / 1000} s`;
+}
+
+/** kill(-pgid): false once no process of the group is left (ESRCH). */
+function signalGroup(pgid: number, sig: NodeJS.Signals | 0): boolean {
+  try {
+    process.kill(-pgid, sig);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** The last `limit` bytes of a stream. */
+class Tail {
+  #chunks: Buffer[] = [];
+  #size = 0;
+  truncated = false;
+
+  constructor(private readonly limit: number) {}
+
+  push(c: Buffer): void {
+    this.#chunks.push(c);
+    this.#size += c.length;
+    // Compact now and then rather than per chunk: a chatty command stays cheap.
+    if (this.#size > 2 * this.limit) this.#compact();
+  }
+
+  text(): string {
+    this.#compact();
+    return Buffer.concat(this.#chunks).toString('utf8');
+  }
+
+  #compact(): void {
+    if (this.#size <= this.limit) return;
+    const all = Buffer.concat(this.#chunks);
+    this.#chunks = [all.subarray(all.length - this.limit)];
+    this.#size = this.limit;
+    this.truncated = true;
+  }
+}
+
+function hint(stderr: string): string {
+  const t = stderr.trim();
+  if (t === '') return '';
+  return `: ${t.length > HINT_CHARS ? `…${t.slice(-HINT_CHARS)}` : t}`;
+}

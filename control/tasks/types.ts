@@ -1,0 +1,48 @@
+/**
+ * Experiment tasks: one interface, one file per kind (readiness.ts, load.ts,
+ * notify.ts, github.ts, exec.ts). A task either returns its output or throws
+ * a SluiceError with a SLUICE_TASK_* code; the phase runner (phases.ts)
+ * records runs, applies `if` and `onError`, and the timeout.
+ */
+import type { Logger } from '../../common/logger.js';
+import type { ExperimentStatus } from '../lifecycle.js';
+import type { ExperimentDoc, TaskKind, TaskSpec } from '../spec-types.js';
+
+export type TaskPhase = 'start' | 'loop' | 'finish';
+
+/** One run of one task, as kept in the experiment's status and history. */
+export interface TaskRun {
+  readonly phase: TaskPhase;
+  readonly name: string;
+  readonly task: TaskKind;
+  /** Iterations completed when the task started. */
+  readonly iteration: number;
+  readonly state: 'running' | 'succeeded' | 'failed' | 'skipped';
+  readonly startedAt: string;
+  readonly durationMs: number | null;
+  readonly onError: 'fail' | 'continue';
+  readonly error: { readonly code: string; readonly message: string } | null;
+  /** Kind-specific result (load: requests, errors, achievedQps; exec: exitCode, stdout, stderr; notify: status). */
+  readonly output: Readonly<Record<string, unknown>> | null;
+}
+
+export interface TaskContext {
+  readonly doc: ExperimentDoc;
+  /** The status the task reports on (finish tasks: the final one, with winner and weights). */
+  readonly status: ExperimentStatus;
+  /** Each version's upstream URL, as the route knows it. */
+  readonly versionUrls: Readonly<Record<string, string>>;
+  /** Sluice's own proxy listener (all-in-one mode), the default target of `load`; null when not known. */
+  readonly proxyUrl: string | null;
+  /** Lets `load` pin a request to a version through the proxy (x-sluice-pin); null: pinning unavailable. */
+  readonly pinToken: string | null;
+  readonly env: Readonly<Record<string, string | undefined>>;
+  readonly log: Logger;
+  /** Aborted on timeout and when the experiment ends: a task stops promptly and throws. */
+  readonly signal: AbortSignal;
+}
+
+export interface TaskImpl<S extends TaskSpec> {
+  /** Resolves with the task's output; rejects with a SluiceError (SLUICE_TASK_*) when it failed. */
+  run(spec: S, ctx: TaskContext): Promise<Record<string, unknown> | null>;
+}

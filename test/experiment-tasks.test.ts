@@ -1,0 +1,203 @@
+/**
+ * Tasks in real experiments (issue 5): synthetic load as the only traffic,
+ * pinned per-version load, finish tasks with `if` and `onError`, start
+ * tasks that fail, and what `describe` shows of them.
+ */
+import assert from 'node:assert/strict';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, test, type TestContext } from 'node:test';
+import type { Experiment } from '../cli/client.js';
+import { describeText } from '../cli/format.js';
+import type { ExperimentStatus } from '../control/lifecycle.js';
+import type { TaskRun } from '../control/tasks/types.js';
+import { startSampleApp, type SampleAppOptions } from '../demo/sample-app.js';
+import { Pool, refusingUrl, startSluice, startUpstream, waitFor } from './helpers.js';
+import type { RunningSluice } from '../cli/run-sluice.js';
+
+interface Setup {
+  readonly sluice: RunningSluice;
+  readonly admin: Pool;
+}
+
+async function setup(t: TestContext, apps: SampleAppOptions[]): Promise<Setup> {
+  const started = await Promise.all(apps.map((a) => startSampleApp(a)));
+  const sluice = await startSluice({ routes: [{ name: 'shop', versions: started.map((a) => ({ name: a.name, url: a.url })) }] });
+  const admin = new Pool(sluice.adminUrl, { connections: 2 });
+  t.after(async () => {
+    await admin.close();
+    await sluice.close();
+    await Promise.all(started.map((a) => a.close()));
+  });
+  return { sluice, admin };
+}
+
+async function call(s: Setup, method: string, path: string, body?: unknown) {
+  const r = await s.admin.request({
+    method: method as 'GET',
+    path,
+    headers: body === undefined ? {} : { 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const text = await r.body.text();
+  return { status: r.statusCode, text, json: text ? JSON.parse(text) : null };
+}
+
+async function run(s: Setup, name: string, spec: Record<string, unknown>, timeoutMs = 30_000): Promise<ExperimentStatus> {
+  const put = await call(s, 'PUT', `/experiments/${name}`, { kind: 'Experiment', name, spec: { route: 'shop', ...spec } });
+  assert.equal(put.status, 201, put.text);
+  return waitFor(`experiment ${name} to end`, async () => {
+    const st = (await call(s, 'GET', `/experiments/${name}`)).json.status as ExperimentStatus;
+    return ['Completed', 'Failed', 'Aborted'].includes(st.state) ? st : null;
+  }, timeoutMs, 50);
+}
+
+function task(st: ExperimentStatus, name: string): TaskRun {
+  const r = st.tasks.find((x) => x.name === name);
+  assert.ok(r, `no run of ${name} in ${JSON.stringify(st.tasks)}`);
+  return r;
+}
+
+/** An A/B decided by mock metrics in a few iterations, without traffic: a quick way to reach the finish tasks. */
+const QUICK_AB = {
+  versions: [{ name: 'v1' }, { name: 'v2' }],
+  testingPattern: 'A/B',
+  criteria: { reward: { metric: 'orders' }, minSamples: 100 },
+  duration: { intervalSeconds: 0.3, maxIterations: 60 },
+  metrics: [{ name: 'orders', source: 'mock', type: 'rate', values: { v1: { mean: 0.05 }, v2: { mean: 0.1 } }, countPerSecond: 1000 }],
+};
+
+function tempDir(t: TestContext): string {
+  const dir = mkdtempSync(join(tmpdir(), 'sluice-tasks-'));
+  t.after(() => rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+describe('tasks in experiments', () => {
+  test('an experiment with no external traffic reaches its verdict on synthetic load alone (readiness, then load at 200 qps)', async (t) => {
+    const s = await setup(t, [{ name: 'v1', seed: 1 }, { name: 'v2', seed: 2 }]);
+    const st = await run(s, 'load-only', {
+      versions: [{ name: 'v1' }, { name: 'v2' }],
+      testingPattern: 'Canary',
+      criteria: { objectives: [{ metric: 'error-rate', upperLimit: 0.05 }], minSamples: 100 },
+      weights: { initial: { v1: 50, v2: 50 } },
+      duration: { intervalSeconds: 1, maxIterations: 30 },
+      tasks: {
+        start: [
+          { task: 'readiness', timeoutSeconds: 5 },
+          { task: 'load', qps: 200, durationSeconds: 60, concurrency: 16 },
+        ],
+      },
+    }, 45_000);
+    assert.equal(st.state, 'Completed', st.reason);
+    assert.equal(st.winner, 'v2');
+    assert.equal(task(st, 'start-0-readiness').state, 'succeeded');
+    const loadRun = await waitFor('the load run to be recorded as stopped', async () => {
+      const cur = (await call(s, 'GET', '/experiments/load-only')).json.status as ExperimentStatus;
+      const r = task(cur, 'start-1-load');
+      return r.state !== 'running' ? r : null;
+    });
+    assert.equal(loadRun.state, 'succeeded', JSON.stringify(loadRun));
+    const out = loadRun.output as { requests: number; errors: number; achievedQps: number };
+    assert.ok(Math.abs(out.achievedQps - 200) <= 20, `achieved ${out.achievedQps} qps`);
+    assert.equal(out.errors, 0);
+    // Every request the experiment measured was synthetic.
+    const measured = (st.versions.v1!.metrics['request-count'] ?? 0) + (st.versions.v2!.metrics['request-count'] ?? 0);
+    assert.ok(measured > 0 && measured <= out.requests, `measured ${measured}, sent ${out.requests}`);
+  });
+
+  test('per-version load is pinned: each listed version gets its qps whatever the weights', async (t) => {
+    const s = await setup(t, [{ name: 'v1', seed: 3 }, { name: 'v2', seed: 4 }]);
+    const st = await run(s, 'pinned', {
+      versions: [{ name: 'v1' }, { name: 'v2' }],
+      testingPattern: 'Canary',
+      criteria: { objectives: [{ metric: 'error-rate', upperLimit: 0.05 }], minSamples: 100 },
+      weights: { initial: { v1: 90, v2: 10 }, maxCandidateWeightIncrement: 10 },
+      duration: { intervalSeconds: 1, maxIterations: 3 },
+      tasks: { start: [{ task: 'load', qps: 60, durationSeconds: 60, versions: ['v1', 'v2'] }] },
+    });
+    const first = st.history[0]!;
+    const [a, b] = [first.versions.v1!.samples, first.versions.v2!.samples];
+    // 90/10 weights would give a ratio of 9; pinned load gives each version the same rate.
+    assert.ok(a > 20 && b > 20 && a / b < 1.3 && b / a < 1.3, `v1 ${a}, v2 ${b}`);
+    // Pinned requests are not keyless: the sample-ratio check does not see them.
+    assert.equal(first.srm, null);
+  });
+
+  test('finish tasks: exec gets SLUICE_WINNER, a Slack notify arrives, an unreachable receiver with onError: continue does not fail the experiment', async (t) => {
+    const s = await setup(t, [{ name: 'v1' }, { name: 'v2' }]);
+    const dir = tempDir(t);
+    const slack = await startUpstream('slack');
+    t.after(() => slack.close());
+    const out = join(dir, 'winner.txt');
+    const st = await run(s, 'finish-ok', {
+      ...QUICK_AB,
+      tasks: {
+        finish: [
+          { task: 'notify', name: 'page-nobody', url: await refusingUrl(), onError: 'continue', if: 'always' },
+          { task: 'exec', name: 'record-winner', command: ['sh', '-c', 'printf "%s %s" "$SLUICE_WINNER" "$SLUICE_STATE" > "$OUT"'], env: { OUT: out } },
+          { task: 'notify', name: 'tell-slack', url: `${slack.url}/hook`, format: 'slack' },
+          { task: 'exec', name: 'only-on-failure', command: ['sh', '-c', 'exit 1'], if: 'failure' },
+        ],
+      },
+    });
+    assert.equal(st.state, 'Completed', st.reason);
+    assert.equal(st.winner, 'v2');
+    assert.equal(readFileSync(out, 'utf8'), 'v2 Completed');
+    const nobody = task(st, 'page-nobody');
+    assert.equal(nobody.state, 'failed');
+    assert.equal(nobody.error?.code, 'SLUICE_TASK_HTTP');
+    assert.equal(task(st, 'record-winner').state, 'succeeded');
+    assert.equal(task(st, 'tell-slack').state, 'succeeded');
+    assert.ok(!st.tasks.some((r) => r.name === 'only-on-failure'), 'an if: failure task ran on success');
+    const hook = slack.seen.find((r) => r.url === '/hook');
+    assert.ok(hook, 'the Slack hook received nothing');
+    const payload = JSON.parse(hook.body.toString()) as { text: string; blocks: unknown[] };
+    assert.match(payload.text, /finish-ok/);
+    assert.match(payload.text, /v2/);
+    assert.ok(Array.isArray(payload.blocks) && payload.blocks.length > 0);
+    // The finish runs are in the history of the last iteration, and describe lists every run.
+    assert.ok(st.history.at(-1)!.tasks?.some((r) => r.name === 'record-winner'));
+    const described = describeText((await call(s, 'GET', '/experiments/finish-ok')).json as Experiment);
+    assert.match(described, /Tasks:/);
+    assert.match(described, /page-nobody .*failed \(continued\).*SLUICE_TASK_HTTP/);
+    assert.match(described, /record-winner .*succeeded/);
+  });
+
+  test('an unreachable receiver with onError: fail fails the experiment, visibly', async (t) => {
+    const s = await setup(t, [{ name: 'v1' }, { name: 'v2' }]);
+    const st = await run(s, 'finish-fail', {
+      ...QUICK_AB,
+      tasks: { finish: [{ task: 'notify', name: 'must-notify', url: await refusingUrl(), onError: 'fail' }] },
+    });
+    assert.equal(st.state, 'Failed');
+    assert.match(st.reason, /finish task must-notify failed: SLUICE_TASK_HTTP/);
+    assert.equal(task(st, 'must-notify').state, 'failed');
+    assert.equal(st.ending, null);
+  });
+
+  test('a failing start task fails the experiment before any weight moves; if: failure finish tasks run, if: success ones do not', async (t) => {
+    const s = await setup(t, [{ name: 'v1' }, { name: 'v2' }]);
+    const dir = tempDir(t);
+    const out = join(dir, 'state.txt');
+    const before = (await call(s, 'GET', '/routes/shop')).json.weights;
+    const st = await run(s, 'not-ready', {
+      ...QUICK_AB,
+      tasks: {
+        start: [{ task: 'readiness', urls: { v2: await refusingUrl() }, timeoutSeconds: 1, intervalSeconds: 0.2 }],
+        finish: [
+          { task: 'exec', name: 'on-failure', command: ['sh', '-c', 'printf "%s" "$SLUICE_STATE" > "$OUT"'], env: { OUT: out }, if: 'failure' },
+          { task: 'exec', name: 'on-success', command: ['true'] },
+        ],
+      },
+    });
+    assert.equal(st.state, 'Failed');
+    assert.match(st.reason, /start task start-0-readiness failed: SLUICE_TASK_TIMEOUT/);
+    assert.equal(st.iteration, 0);
+    assert.equal(readFileSync(out, 'utf8'), 'Failed');
+    assert.ok(!st.tasks.some((r) => r.name === 'on-success'));
+    const after = (await call(s, 'GET', '/routes/shop')).json.weights;
+    assert.deepEqual(after, before, 'weights moved although the experiment never started');
+  });
+});
