@@ -7,6 +7,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { SluiceError } from '../common/errors.js';
+import { PIN_HEADER } from '../common/pin.js';
 import { ForwardHandler, type ForwardSettings } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { getCookie } from './match.js';
@@ -56,8 +57,6 @@ export interface TrafficContext {
   readonly pinPrefix: string | null;
 }
 
-/** Header of synthetic load pinned to a version; stripped before forwarding (headers.ts). */
-export const PIN_HEADER = 'x-sluice-pin';
 
 /** The version a valid pin names (not keyless: pinned load stays out of the sample-ratio check); -1 otherwise. */
 function pinned(state: RouteState, pin: string | string[], prefix: string | null): number {

@@ -4,6 +4,7 @@
  * not the message, and must not cross the proxy.
  */
 import type { IncomingMessage } from 'node:http';
+import { PIN_HEADER } from '../common/pin.js';
 
 const HOP_BY_HOP = new Set([
   'connection',
@@ -46,8 +47,8 @@ export function upstreamRequestHeaders(req: IncomingMessage, keepBody: boolean, 
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]!;
     const lower = name.toLowerCase();
-    // x-sluice-pin carries the pin token of synthetic load (handle-request.ts): never for the upstream's eyes.
-    if (HOP_BY_HOP.has(lower) || lower === 'expect' || lower === 'x-sluice-pin') continue;
+    // x-sluice-pin carries the pin token of synthetic load (common/pin.ts): never for the upstream's eyes.
+    if (HOP_BY_HOP.has(lower) || lower === 'expect' || lower === PIN_HEADER) continue;
     if (listed !== null && listed.has(lower)) continue;
     if (!keepBody && lower === 'content-length') continue;
     if (lower === 'x-forwarded-for') {

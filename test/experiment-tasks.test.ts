@@ -200,4 +200,26 @@ describe('tasks in experiments', () => {
     const after = (await call(s, 'GET', '/routes/shop')).json.weights;
     assert.deepEqual(after, before, 'weights moved although the experiment never started');
   });
+
+  test('loop tasks run after every k-th iteration, and each run is in the history record of that iteration', async (t) => {
+    const s = await setup(t, [{ name: 'v1' }, { name: 'v2' }]);
+    const hook = await startUpstream('hook');
+    t.after(() => hook.close());
+    const st = await run(s, 'looping', {
+      ...QUICK_AB,
+      // Equal versions: no winner, the experiment runs all its iterations.
+      metrics: [{ name: 'orders', source: 'mock', type: 'rate', values: { v1: { mean: 0.05 }, v2: { mean: 0.05 } }, countPerSecond: 1000 }],
+      duration: { intervalSeconds: 0.2, maxIterations: 7 },
+      tasks: { loop: [{ task: 'notify', name: 'progress', url: `${hook.url}/progress`, every: 2 }] },
+    });
+    assert.equal(st.iteration, 7);
+    // Every 2nd iteration before the last (the last one ends the experiment: finish tasks follow it instead).
+    const posted = hook.seen.filter((r) => r.url === '/progress').map((r) => (JSON.parse(r.body.toString()) as { iteration: number }).iteration);
+    assert.deepEqual(posted, [2, 4, 6]);
+    for (const h of st.history) {
+      const runs = (h.tasks ?? []).map((r) => r.name);
+      assert.deepEqual(runs, h.iteration % 2 === 0 ? ['progress'] : [], `iteration ${h.iteration}`);
+    }
+    assert.deepEqual(st.tasks.map((r) => [r.phase, r.iteration, r.state]), [['loop', 2, 'succeeded'], ['loop', 4, 'succeeded'], ['loop', 6, 'succeeded']]);
+  });
 });

@@ -22,6 +22,7 @@
 import { readFile } from 'node:fs/promises';
 import { Pool } from 'undici';
 import { SluiceError } from '../../common/errors.js';
+import { PIN_HEADER, pinValue } from '../../common/pin.js';
 import { osReason } from '../../common/validation.js';
 import { LatencySketch } from '../../proxy/sketch.js';
 import type { LoadTaskSpec } from '../spec-types.js';
@@ -29,7 +30,6 @@ import { renderTask, sleep, TaskError, timedOut, transportReason, untilAborted, 
 import { taskTemplateVars } from './summary.js';
 import type { TaskImpl } from './types.js';
 
-export const PIN_HEADER = 'x-sluice-pin';
 /** A request unanswered this long is an error (and frees its slot). */
 const REQUEST_TIMEOUT_MS = 30_000;
 /** After a stop, how long in-flight requests may still finish (and count) before the pool is destroyed. */
@@ -60,7 +60,7 @@ export const loadTask: TaskImpl<LoadTaskSpec> = {
     for (const [name, template] of Object.entries(spec.headers)) headers[name] = renderTask(template, vars, ctx.env, `headers.${name}`).text;
     const lanes: Lane[] = (spec.versions.length > 0 ? spec.versions : [null]).map((version) => ({
       version,
-      headers: version === null ? headers : { ...headers, [PIN_HEADER]: `${ctx.pinToken}:${version}` },
+      headers: version === null ? headers : { ...headers, [PIN_HEADER]: pinValue(ctx.pinToken!, version) },
       sent: 0,
       errors: 0,
       dropped: 0,
