@@ -29,7 +29,11 @@ test('Redis unreachable for 4 s mid-experiment: traffic unaffected, no iteration
   t.after(() => Promise.all([control, proxyAdmin, traffic].map((p) => p.close())));
   // The process may be stopped when a check fails: never leave it frozen.
   t.after(() => {
-    if (redis.pid !== undefined) process.kill(redis.pid, 'SIGCONT');
+    try {
+      if (redis.pid !== undefined) process.kill(redis.pid, 'SIGCONT');
+    } catch {
+      // already stopped by its own cleanup
+    }
   });
 
   await waitFor('the proxy ready and the control leading with the route', async () => {

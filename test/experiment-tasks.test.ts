@@ -207,8 +207,8 @@ describe('tasks in experiments', () => {
     t.after(() => hook.close());
     const st = await run(s, 'looping', {
       ...QUICK_AB,
-      // Equal versions: no winner, the experiment runs all its iterations.
-      metrics: [{ name: 'orders', source: 'mock', type: 'rate', values: { v1: { mean: 0.05 }, v2: { mean: 0.05 } }, countPerSecond: 1000 }],
+      // minSamples out of reach: nothing is judged, the experiment runs all its iterations.
+      criteria: { reward: { metric: 'orders' }, minSamples: 1_000_000_000 },
       duration: { intervalSeconds: 0.2, maxIterations: 7 },
       tasks: { loop: [{ task: 'notify', name: 'progress', url: `${hook.url}/progress`, every: 2 }] },
     });

@@ -380,12 +380,14 @@ describe('mock source', () => {
   const mock = (type: 'rate' | 'mean' | 'count', values: Record<string, unknown>, extra: Record<string, unknown> = {}) =>
     metric({ type, source: 'mock', values, ...extra }) as MockMetricSpec;
 
-  test('deterministic: the same (seed, iteration, metric, version) gives the same reading; any change another', () => {
+  test('deterministic: the same (seed, elapsed time, metric, version) gives the same reading; any change another', () => {
     const spec = mock('rate', { v1: { mean: 0.05 }, v2: { mean: 0.08 } });
     const a = mockReading(spec, ctx('v1'));
     assert.deepEqual(mockReading(spec, ctx('v1')), a);
+    // The iteration does not matter: a reading is a function of the time elapsed, like a counter's.
+    assert.deepEqual(mockReading(spec, ctx('v1', { iteration: 4 })), a);
     assert.notEqual(mockReading(spec, ctx('v1', { seed: 8 })).value, a.value);
-    assert.notEqual(mockReading(spec, ctx('v1', { iteration: 4 })).value, a.value);
+    assert.notEqual(mockReading(spec, ctx('v1', { elapsedSeconds: 43 })).value, a.value);
     assert.notEqual(mockReading({ ...spec, name: 'other' }, ctx('v1')).value, a.value);
     assert.equal(a.count, 420, 'n = countPerSecond (10) × 42 s');
     assert.equal(a.stdDev, null);
@@ -408,6 +410,32 @@ describe('mock source', () => {
     assert.equal(r.count, 100);
     assert.equal(r.stdDev, 20);
     assert.equal(mockReading(spec, ctx('v2')).stdDev, 1, 'default stdDev: |mean|');
+  });
+
+  test('readings are cumulative: the error at one look carries over to the next (correlation sqrt(t/t2)), fading over time', () => {
+    const spec = mock('mean', { v1: { mean: 0, stdDev: 1 }, v2: { mean: 0 } });
+    // z-scores of the reading: value · sqrt(n) / s, n = 10 per second.
+    const z = (seed: number, t: number) => (mockReading(spec, ctx('v1', { seed, elapsedSeconds: t })).value! * Math.sqrt(10 * t));
+    const corr = (t1: number, t2: number) => {
+      const xs = Array.from({ length: 1000 }, (_, seed) => [z(seed, t1), z(seed, t2)] as const);
+      const m = (k: 0 | 1) => xs.reduce((s, x) => s + x[k], 0) / xs.length;
+      const [m1, m2] = [m(0), m(1)];
+      let sxy = 0;
+      let sxx = 0;
+      let syy = 0;
+      for (const [x, y] of xs) {
+        sxy += (x - m1) * (y - m2);
+        sxx += (x - m1) ** 2;
+        syy += (y - m2) ** 2;
+      }
+      return sxy / Math.sqrt(sxx * syy);
+    };
+    // Cumulative sums of per-second noise: corr(z_t1, z_t2) = sqrt(t1/t2). Fresh draws per look would give 0.
+    // Tolerance: the sample correlation of 1000 pairs has a standard error of (1 − r²)/sqrt(1000) ≤ 0.032.
+    const near = corr(100, 101);
+    const far = corr(10, 1000);
+    assert.ok(near > 0.98, `corr(100 s, 101 s) = ${near}`);
+    assert.ok(Math.abs(far - 0.1) < 0.1, `corr(10 s, 1000 s) = ${far}, expected about sqrt(10/1000) = 0.1`);
   });
 
   test('rate readings stay within 0..1 and scatter like a binomial proportion; counts grow with time', () => {

@@ -5,13 +5,17 @@
  *
  * The model (docs/metrics.md has the same): at t seconds elapsed,
  *   n = max(1, round(countPerSecond · t))                observations so far
+ *   z = (z₁ + … + z_t) / √t                              a standard normal
  *   rate:  value = clamp01(mean + z · sqrt(mean(1 − mean) / n)),  count n, stdDev null
  *   mean:  value = mean + z · s / sqrt(n), s = stdDev ?? |mean| (1 when mean is 0),
  *          count n, stdDev s
  *   count: value = round(mean · t)  (mean is per second),  count null, stdDev null
- * with z a standard normal draw seeded by (experiment seed, iteration, metric,
- * version): the same inputs always give the same reading, and the noise
- * shrinks as 1/sqrt(n), like the standard error of a real sample.
+ * where z_k is the noise of second k, one seeded stream per (experiment seed,
+ * metric, version). Readings are therefore cumulative like real counters: the
+ * error at one look carries over to the next and fades as 1/sqrt(n), instead
+ * of being drawn afresh at every iteration — fresh draws would give every
+ * look an independent chance to look like a difference, which no real metric
+ * does. The same inputs always give the same reading.
  */
 import { seededRandom } from '../../common/random.js';
 import type { MockMetricSpec } from '../spec-types.js';
@@ -37,7 +41,7 @@ export function mockReading(spec: MockMetricSpec, ctx: QueryContext): MetricRead
   if (v === undefined) throw metricError('SLUICE_METRIC_NO_DATA', `mock metric ${spec.name} has no value for version ${ctx.version}`);
   const t = Math.max(0, ctx.elapsedSeconds);
   const n = Math.max(1, Math.round(spec.countPerSecond * t));
-  const z = standardNormal(seededRandom(noiseSeed(ctx.seed, ctx.iteration, spec.name, ctx.version)));
+  const z = cumulativeNoise(noiseSeed(ctx.seed, 0, spec.name, ctx.version), t);
   switch (spec.type) {
     case 'rate': {
       const p = v.mean;
@@ -57,7 +61,25 @@ export function mockStdDev(mean: number, stdDev: number | null): number {
   return stdDev ?? (mean === 0 ? 1 : Math.abs(mean));
 }
 
-/** 32-bit FNV-1a over the four inputs: one independent stream per (seed, iteration, metric, version). */
+/** Seconds of noise summed one by one; past this, whole blocks of seconds are drawn at once. */
+const MAX_NOISE_STEPS = 100_000;
+
+/**
+ * (z₁ + … + z_t)/√t for the stream `seed`: a standard normal that changes
+ * little from one second to the next. Long experiments sum blocks of k
+ * seconds (one draw of variance k each), which is the same distribution.
+ */
+function cumulativeNoise(seed: number, t: number): number {
+  const seconds = Math.ceil(t);
+  if (seconds <= 0) return 0;
+  const block = Math.ceil(seconds / MAX_NOISE_STEPS);
+  const random = seededRandom(seed);
+  let sum = 0;
+  for (let done = 0; done < seconds; done += block) sum += standardNormal(random) * Math.sqrt(Math.min(block, seconds - done));
+  return sum / Math.sqrt(seconds);
+}
+
+/** 32-bit FNV-1a over the four inputs: one independent stream per (seed, stream, metric, version). */
 export function noiseSeed(seed: number, iteration: number, metric: string, version: string): number {
   let h = 0x811c9dc5;
   for (const byte of Buffer.from(`${seed}\u0000${iteration}\u0000${metric}\u0000${version}`, 'utf8')) {
