@@ -20,7 +20,11 @@ interface RewardEvent {
   version?: unknown;
   key?: unknown;
   value?: unknown;
+  /** Optional: an event posted again with the same id (a retry) is counted once. */
+  id?: unknown;
 }
+
+const MAX_REWARD_ID = 128;
 
 export function registerExperimentsApi(app: FastifyInstance, scheduler: Scheduler, router: TrafficRouter): void {
   app.get('/experiments', async () => ({ experiments: (await scheduler.list()).map(summary) }));
@@ -64,7 +68,7 @@ export function registerExperimentsApi(app: FastifyInstance, scheduler: Schedule
     const events = Array.isArray(request.body) ? request.body : [request.body];
     const names = new Set(r.doc.spec.versions.map((v) => v.name));
     const errors: Array<{ path: string; message: string }> = [];
-    const resolved: Array<[string, number]> = [];
+    const resolved: Array<[string, number, string | null]> = [];
     events.forEach((e, i) => {
       const at = Array.isArray(request.body) ? `[${i}]` : '';
       const value = e?.value ?? 1;
@@ -73,11 +77,16 @@ export function registerExperimentsApi(app: FastifyInstance, scheduler: Schedule
       if (typeof e?.version === 'string') version = e.version;
       else if (typeof e?.key === 'string') version = router.versionOfKey(route, e.key);
       else errors.push({ path: `${at}version`, message: 'give "version" or "key"' });
+      const id = e?.id ?? null;
+      if (id !== null && (typeof id !== 'string' || id === '' || id.length > MAX_REWARD_ID)) {
+        errors.push({ path: `${at}id`, message: `must be a string of 1..${MAX_REWARD_ID} characters` });
+      }
       if (version !== null && !names.has(version)) errors.push({ path: `${at}version`, message: `experiment has no version "${version}"` });
-      else if (version !== null && typeof value === 'number') resolved.push([version, value]);
+      else if (version !== null && typeof value === 'number') resolved.push([version, value, typeof id === 'string' ? id : null]);
     });
     if (errors.length > 0) throw new SluiceError('SLUICE_BAD_REQUEST', 'reward events are invalid', errors);
-    for (const [version, value] of resolved) await router.recordReward(route, version, value);
-    return reply.status(202).send({ accepted: resolved.length });
+    let accepted = 0;
+    for (const [version, value, id] of resolved) if (await router.recordReward(route, version, value, id)) accepted++;
+    return reply.status(202).send({ accepted, duplicates: resolved.length - accepted });
   });
 }

@@ -8,6 +8,7 @@
  *   {prefix}stats:{route}              hash    field {replicaId} → JSON cumulative snapshot of that replica
  *                                              (per version); absolute values, so re-sending is harmless
  *   {prefix}rewards:{route}            hash    {version}:count|sum|sumsq → reward events posted to the control API
+ *   {prefix}reward-id:{route}:{id}     string  an event id already counted (PX 24 h): a retried post counts once
  *   {prefix}leader                     string  id of the control replica holding the lease (PX ttl)
  *   {prefix}leader:epoch               string  fencing token: incremented at every acquisition
  *   {prefix}route:{name}               string  JSON routing state { generation, weights, slots, versions }
@@ -31,6 +32,10 @@ export class RedisKeys {
 
   rewards(route: string): string {
     return `${this.prefix}rewards:${route}`;
+  }
+
+  rewardId(route: string, id: string): string {
+    return `${this.prefix}reward-id:${route}:${id}`;
   }
 
   leader(): string {

@@ -6,7 +6,34 @@
 import { slotOfKey } from '../proxy/slots.js';
 import type { ProxyServer } from '../proxy/proxy-server.js';
 import type { VersionSnapshot } from '../proxy/stats.js';
-import type { AggregateSource, TrafficRouter } from './ports.js';
+import { REWARD_ID_TTL_MS, type AggregateSource, type TrafficRouter } from './ports.js';
+
+/** Reward ids kept in memory at most: a bound on memory whatever clients send (oldest forgotten first). */
+const MAX_REMEMBERED_IDS = 100_000;
+
+/** Ids seen within `ttlMs`, at most `capacity` of them; insertion order is age order. */
+export class RecentIds {
+  readonly #seen = new Map<string, number>();
+
+  constructor(
+    private readonly ttlMs: number,
+    private readonly capacity: number,
+  ) {}
+
+  /** True the first time an id is seen (within the ttl and capacity); false for a repeat. */
+  admit(id: string, now = Date.now()): boolean {
+    const at = this.#seen.get(id);
+    if (at !== undefined && now - at < this.ttlMs) return false;
+    this.#seen.delete(id);
+    // Oldest first: drop the expired, and make room for one more.
+    for (const [old, when] of this.#seen) {
+      if (now - when < this.ttlMs && this.#seen.size < this.capacity) break;
+      this.#seen.delete(old);
+    }
+    this.#seen.set(id, now);
+    return true;
+  }
+}
 
 export class InProcessAggregates implements AggregateSource {
   constructor(private readonly proxy: ProxyServer) {}
@@ -20,6 +47,8 @@ export class InProcessAggregates implements AggregateSource {
 }
 
 export class InProcessRouter implements TrafficRouter {
+  readonly #ids = new RecentIds(REWARD_ID_TTL_MS, MAX_REMEMBERED_IDS);
+
   constructor(private readonly proxy: ProxyServer) {}
 
   route(route: string) {
@@ -46,8 +75,11 @@ export class InProcessRouter implements TrafficRouter {
     return s.route.versions[s.slots[slotOfKey(key)]!]?.name ?? null;
   }
 
-  async recordReward(route: string, version: string, value: number): Promise<void> {
+  async recordReward(route: string, version: string, value: number, id: string | null = null): Promise<boolean> {
     const v = this.proxy.table.get(route)?.route.byName.get(version);
-    v?.stats.recordReward(value);
+    if (v === undefined) return false;
+    if (id !== null && !this.#ids.admit(`${route}\u0000${id}`)) return false;
+    v.stats.recordReward(value);
+    return true;
   }
 }

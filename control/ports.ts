@@ -28,9 +28,17 @@ export interface TrafficRouter {
   addVersion(route: string, name: string, url: string): Promise<void>;
   /** The version a sticky key is assigned to under the route's current weights. */
   versionOfKey(route: string, key: string): string | null;
-  /** Records a reward event for a version (the in-path header's twin, for events reported later). */
-  recordReward(route: string, version: string, value: number): Promise<void>;
+  /**
+   * Records a reward event for a version (the in-path header's twin, for
+   * events reported later). With an `id`, an event already recorded in the
+   * last REWARD_ID_TTL_MS is not counted again (a client retrying after a
+   * lost reply); resolves false then.
+   */
+  recordReward(route: string, version: string, value: number, id?: string | null): Promise<boolean>;
 }
+
+/** How long a reward event id is remembered: retries come within seconds, this leaves room for queues replayed later. */
+export const REWARD_ID_TTL_MS = 24 * 60 * 60 * 1000;
 
 export interface ExperimentRecord {
   readonly doc: ExperimentDoc;

@@ -23,7 +23,8 @@
  * recordReward adds to `{prefix}rewards:{route}` (fields
  * `{version}:count|sum|sumsq`, HINCRBYFLOAT), which RedisAggregates adds to
  * the replicas' counts. It is not fenced (a reward is an event, not a
- * decision) and not idempotent: a call retried after a lost reply counts twice.
+ * decision). An event with an id is counted once: the id is remembered
+ * (`{prefix}reward-id:{route}:{id}`, 24 h) in the same script that counts it.
  */
 import type { Redis } from 'ioredis';
 import { SluiceError } from '../common/errors.js';
@@ -32,7 +33,16 @@ import type { RedisKeys } from '../common/redis-keys.js';
 import { validateWeights } from '../proxy/config.js';
 import { parseRouteState, type StoredRouteState } from '../proxy/route-sync.js';
 import { reassignSlots, slotOfKey } from '../proxy/slots.js';
-import type { RouteView, TrafficRouter } from './ports.js';
+import { REWARD_ID_TTL_MS, type RouteView, type TrafficRouter } from './ports.js';
+
+/** KEYS: rewards hash, id key ('' = no id). ARGV: version, value, value², id ttl ms. Returns 1 when counted, 0 for a repeated id. */
+const RECORD_REWARD = `
+if KEYS[2] ~= '' and not redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[4]) then return 0 end
+redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1] .. ':count', 1)
+redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1] .. ':sum', ARGV[2])
+redis.call('HINCRBYFLOAT', KEYS[1], ARGV[1] .. ':sumsq', ARGV[3])
+return 1
+`;
 
 export class RedisRouter implements TrafficRouter {
   readonly #cache = new Map<string, StoredRouteState>();
@@ -137,18 +147,23 @@ export class RedisRouter implements TrafficRouter {
     return s.versions[s.slots[slotOfKey(key)]!]?.name ?? null;
   }
 
-  async recordReward(route: string, version: string, value: number): Promise<void> {
+  async recordReward(route: string, version: string, value: number, id: string | null = null): Promise<boolean> {
     // Like the in-process router: a reward for a version nobody knows is dropped.
-    if (!this.#cache.get(route)?.versions.some((v) => v.name === version)) return;
+    if (!this.#cache.get(route)?.versions.some((v) => v.name === version)) return false;
     const key = this.keys.rewards(route);
     try {
-      const results = await this.redis
-        .multi()
-        .hincrbyfloat(key, `${version}:count`, 1)
-        .hincrbyfloat(key, `${version}:sum`, value)
-        .hincrbyfloat(key, `${version}:sumsq`, value * value)
-        .exec();
-      for (const [err] of results ?? [[new Error('transaction aborted')]]) if (err) throw err;
+      // One script: the id check and the counts land together or not at all.
+      const counted = await this.redis.eval(
+        RECORD_REWARD,
+        2,
+        key,
+        id === null ? '' : this.keys.rewardId(route, id),
+        version,
+        String(value),
+        String(value * value),
+        String(REWARD_ID_TTL_MS),
+      );
+      return counted === 1;
     } catch (err) {
       throw new SluiceError('SLUICE_STORE_UNAVAILABLE', `cannot record a reward for ${route}/${version}: ${(err as Error).message}`);
     }

@@ -374,5 +374,15 @@ spec:
     const badEvent = await call(s, 'POST', '/experiments/rewards/rewards', { version: 'v9', value: 'x' });
     assert.equal(badEvent.status, 400);
     assert.equal(badEvent.json.error.details.length, 2);
+    // With an id, a retried event counts once.
+    const first = await call(s, 'POST', '/experiments/rewards/rewards', { version: 'v2', value: 10, id: 'order-1' });
+    const retry = await call(s, 'POST', '/experiments/rewards/rewards', [{ version: 'v2', value: 10, id: 'order-1' }, { version: 'v2', value: 1, id: 'order-2' }]);
+    assert.deepEqual(first.json, { accepted: 1, duplicates: 0 });
+    assert.deepEqual(retry.json, { accepted: 1, duplicates: 1 });
+    const after = (await call(s, 'GET', '/stats')).json.routes.shop.versions;
+    assert.equal(after.v2.rewardSum, 7 - expectV1 + 11);
+    const badId = await call(s, 'POST', '/experiments/rewards/rewards', { version: 'v2', id: 42 });
+    assert.equal(badId.status, 400);
+    assert.equal(badId.json.error.details[0].path, 'id');
   });
 });

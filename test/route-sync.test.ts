@@ -248,9 +248,14 @@ test('routing state shared through Redis: propagation, convergence, generations,
       assert.equal(await r.text(), 'v4');
     }
     // Rewards posted to the control plane are kept per version.
-    await router.recordReward(ROUTE, 'v4', 2);
-    await router.recordReward(ROUTE, 'v4', 3);
-    assert.deepEqual(await admin.hgetall(keys.rewards(ROUTE)), { 'v4:count': '2', 'v4:sum': '5', 'v4:sumsq': '13' });
+    assert.equal(await router.recordReward(ROUTE, 'v4', 2), true);
+    assert.equal(await router.recordReward(ROUTE, 'v4', 3), true);
+    // An event with an id counts once: a retry after a lost reply is not a second conversion.
+    assert.equal(await router.recordReward(ROUTE, 'v4', 0.5, 'order-17'), true);
+    assert.equal(await router.recordReward(ROUTE, 'v4', 0.5, 'order-17'), false);
+    assert.deepEqual(await admin.hgetall(keys.rewards(ROUTE)), { 'v4:count': '3', 'v4:sum': '5.5', 'v4:sumsq': '13.25' });
+    const ttl = await admin.pttl(keys.rewardId(ROUTE, 'order-17'));
+    assert.ok(ttl > 23 * 3600_000 && ttl <= 24 * 3600_000, `id remembered for a day (pttl ${ttl})`);
   });
 
   await t.test('(e) Redis killed: replicas serve with their last weights, then re-seed the empty Redis and follow again', async () => {
