@@ -21,6 +21,12 @@ export function table(headers: readonly string[], rows: readonly (readonly strin
     .join('\n');
 }
 
+/** A table's content before layout: shared by the text views and the HTML report. */
+export interface Grid {
+  readonly headers: readonly string[];
+  readonly rows: readonly (readonly string[])[];
+}
+
 /** `Label:  value` lines with the values aligned. */
 export function fields(pairs: ReadonlyArray<readonly [string, string]>): string {
   const width = Math.max(...pairs.map(([k]) => k.length)) + 1;
@@ -99,6 +105,11 @@ export function routeLine(r: Route): string {
 const MAIN_METRICS = ['error-rate', 'latency-mean', 'latency-p95'];
 
 export function describeHeader(e: Experiment): string {
+  return fields(describeFields(e));
+}
+
+/** The facts at the top of `describe`, as (label, value) pairs. */
+export function describeFields(e: Experiment): Array<[string, string]> {
   const s = e.status;
   const sp = e.spec;
   const pattern =
@@ -117,7 +128,7 @@ export function describeHeader(e: Experiment): string {
   ];
   if (s.startedAt) pairs.push(['Started', s.startedAt]);
   if (s.finishedAt) pairs.push(['Finished', s.finishedAt]);
-  return fields(pairs);
+  return pairs;
 }
 
 function srmText(e: Experiment): string {
@@ -144,9 +155,15 @@ export function metricColumns(e: Experiment, versions: Readonly<Record<string, V
 }
 
 export function versionsTable(e: Experiment): string {
+  const grid = versionsGrid(e);
+  return grid === null ? 'No iteration yet: nothing measured.' : table(grid.headers, grid.rows);
+}
+
+/** One row per version (null before anything was measured). */
+export function versionsGrid(e: Experiment): Grid | null {
   const versions = e.status.versions;
   const names = e.spec.versions.map((v) => v.name);
-  if (names.every((n) => versions[n] === undefined)) return 'No iteration yet: nothing measured.';
+  if (names.every((n) => versions[n] === undefined)) return null;
   const cols = metricColumns(e, versions);
   const rows = names.map((n, i) => {
     const v = versions[n];
@@ -154,7 +171,7 @@ export function versionsTable(e: Experiment): string {
     if (!v) return [label, '-', ...cols.map(() => '-'), '-', '-', '-'];
     return [label, String(v.samples), ...cols.map((c) => metricValue(c, v.metrics[c])), v.verdict, prob(v.pFeasible), prob(v.pBest)];
   });
-  return table(['VERSION', 'SAMPLES', ...cols.map((c) => c.toUpperCase()), 'VERDICT', 'P(FEASIBLE)', 'P(BEST)'], rows);
+  return { headers: ['VERSION', 'SAMPLES', ...cols.map((c) => c.toUpperCase()), 'VERDICT', 'P(FEASIBLE)', 'P(BEST)'], rows };
 }
 
 /** `error-rate <= 0.01`, `latency-mean <= 1.2x baseline`, `0.1 <= conversion-rate <= 0.5`. */
@@ -168,6 +185,12 @@ export function objectiveText(o: ObjectiveSpec): string {
 }
 
 export function objectivesTable(e: Experiment): string | null {
+  const grid = objectivesGrid(e);
+  return grid === null ? null : table(grid.headers, grid.rows);
+}
+
+/** One row per version and objective (null without objectives). */
+export function objectivesGrid(e: Experiment): Grid | null {
   const objectives = e.spec.criteria.objectives;
   if (objectives.length === 0) return null;
   const rows: string[][] = [];
@@ -181,15 +204,14 @@ export function objectivesTable(e: Experiment): string | null {
       rows.push([oi === 0 ? (vi === 0 ? `${ver.name} (baseline)` : ver.name) : '', objectiveText(o), shown, prob(a?.pHolds)]);
     });
   });
-  return table(['VERSION', 'OBJECTIVE', 'VALUE', 'P(HOLDS)'], rows);
+  return { headers: ['VERSION', 'OBJECTIVE', 'VALUE', 'P(HOLDS)'], rows };
 }
 
 export function describeText(e: Experiment): string {
   const parts = [describeHeader(e), '', 'Versions:', indent(versionsTable(e))];
   const objectives = objectivesTable(e);
   if (objectives !== null) parts.push('', 'Objectives:', indent(objectives));
-  const r = e.spec.criteria.reward;
-  parts.push('', `Criteria: confidence ${e.spec.criteria.confidence}, minSamples ${e.spec.criteria.minSamples}${r ? `, reward ${r.metric} (${r.preferredDirection})` : ''}`);
+  parts.push('', `Criteria: ${criteriaText(e)}`);
   const errors = metricErrorsText(e);
   if (errors !== null) parts.push('', 'Metric errors (last iteration):', indent(errors));
   const tasks = tasksTable(e);
@@ -197,17 +219,40 @@ export function describeText(e: Experiment): string {
   return parts.join('\n');
 }
 
+/** `confidence 0.95, minSamples 100, reward orders (higher)`. */
+export function criteriaText(e: Experiment): string {
+  const r = e.spec.criteria.reward;
+  return `confidence ${e.spec.criteria.confidence}, minSamples ${e.spec.criteria.minSamples}${r ? `, reward ${r.metric} (${r.preferredDirection})` : ''}`;
+}
+
+export interface MetricError {
+  readonly version: string;
+  readonly metric: string;
+  readonly code: string;
+  readonly message: string;
+}
+
+/** Custom metrics that could not be read at the last iteration, in the spec's version order. */
+export function metricErrorList(e: Experiment): MetricError[] {
+  return e.spec.versions.flatMap((v) =>
+    Object.entries(e.status.versions[v.name]?.metricErrors ?? {}).map(([metric, err]) => ({ version: v.name, metric, code: err.code, message: err.message })),
+  );
+}
+
 /** Custom metrics that could not be read at the last iteration, one line per version and metric. */
 export function metricErrorsText(e: Experiment): string | null {
-  const lines: string[] = [];
-  for (const v of e.spec.versions) {
-    for (const [metric, err] of Object.entries(e.status.versions[v.name]?.metricErrors ?? {})) lines.push(`${v.name} ${metric}: ${err.code} ${err.message}`);
-  }
+  const lines = metricErrorList(e).map((m) => `${m.version} ${m.metric}: ${m.code} ${m.message}`);
   return lines.length === 0 ? null : lines.join('\n');
 }
 
 /** Every task run: phase, name, kind, iteration, state, duration and what it did or why it failed. */
 export function tasksTable(e: Experiment): string | null {
+  const grid = tasksGrid(e);
+  return grid === null ? null : table(grid.headers, grid.rows);
+}
+
+/** One row per task run (null when no task ran). */
+export function tasksGrid(e: Experiment): Grid | null {
   const runs = e.status.tasks ?? [];
   if (runs.length === 0) return null;
   const rows = runs.map((t) => [
@@ -219,7 +264,7 @@ export function tasksTable(e: Experiment): string | null {
     t.durationMs === null ? '-' : `${num(t.durationMs / 1000)}s`,
     t.error ? `${t.error.code}: ${t.error.message}` : outputText(t.output),
   ]);
-  return table(['PHASE', 'TASK', 'KIND', 'ITER', 'STATE', 'TOOK', 'RESULT'], rows);
+  return { headers: ['PHASE', 'TASK', 'KIND', 'ITER', 'STATE', 'TOOK', 'RESULT'], rows };
 }
 
 function outputText(o: Readonly<Record<string, unknown>> | null): string {
@@ -234,8 +279,14 @@ function outputText(o: Readonly<Record<string, unknown>> | null): string {
 // ---------------------------------------------------------------- report
 
 export function historyTable(e: Experiment): string {
+  const grid = historyGrid(e);
+  return grid === null ? 'No iteration yet.' : table(grid.headers, grid.rows);
+}
+
+/** One row per iteration (null before the first). */
+export function historyGrid(e: Experiment): Grid | null {
   const history = e.status.history;
-  if (history.length === 0) return 'No iteration yet.';
+  if (history.length === 0) return null;
   const names = e.spec.versions.map((v) => v.name);
   const rows = history.map((h: IterationRecord) => {
     const verdicts = names.map((n) => `${n}=${h.versions[n]?.verdict ?? '-'}`).join(',');
@@ -243,7 +294,7 @@ export function historyTable(e: Experiment): string {
     const samples = names.map((n) => `${n}=${h.versions[n]?.samples ?? 0}`).join(',');
     return [String(h.iteration), timeOf(h.at), weightsCell(h.weights), samples, verdicts, pBest, h.reason];
   });
-  return table(['ITER', 'TIME', 'WEIGHTS', 'SAMPLES', 'VERDICTS', 'P(BEST)', 'REASON'], rows);
+  return { headers: ['ITER', 'TIME', 'WEIGHTS', 'SAMPLES', 'VERDICTS', 'P(BEST)', 'REASON'], rows };
 }
 
 export function reportText(e: Experiment): string {

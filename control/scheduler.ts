@@ -261,6 +261,8 @@ export class Scheduler {
       this.#background(name, `task ${spec.name}`, async () => {
         const run = await runTask(phase, spec, ctx, now);
         await this.#record(name, { ...run, iteration: status.iteration });
+        // A load stopped because the experiment ended succeeds; one that failed on its own fails the experiment.
+        if (run.state === 'failed' && spec.onError === 'fail') await this.#failActive(name, `${phase} task ${spec.name} failed: ${run.error?.code} ${run.error?.message}`);
       });
       return null;
     }
@@ -305,6 +307,22 @@ export class Scheduler {
     });
   }
 
+  /** Fails an experiment that is still going (a task with onError: fail failed): traffic back to the baseline. */
+  #failActive(name: string, why: string): Promise<void> {
+    return this.#serial(name, async () => {
+      const cur = await this.get(name);
+      if (FINAL_STATES.has(cur.status.state) || cur.status.ending) return;
+      if (cur.status.state === 'Pending') {
+        // Nothing was shifted yet: the route keeps its weights.
+        await this.#end(cur, { ...cur.status, state: 'Failed', winner: null, reason: why, finishedAt: this.#now() });
+        return;
+      }
+      const baseline = cur.doc.spec.versions[0]!.name;
+      const reason = `${why}; traffic back to ${baseline}`;
+      await this.#end(cur, { ...cur.status, state: 'Failed', winner: null, reason, weights: allTo(cur.doc.spec, baseline), finishedAt: this.#now() });
+    });
+  }
+
   async #runLoopTasks(name: string, due: readonly TaskSpec[], iteration: number): Promise<void> {
     try {
       for (const spec of due) {
@@ -312,13 +330,7 @@ export class Scheduler {
         if (r.status.state !== 'Running' || r.status.ending) return;
         const run = await this.#task(name, 'loop', spec, r.status);
         if (run?.state === 'failed' && spec.onError === 'fail') {
-          await this.#serial(name, async () => {
-            const cur = await this.get(name);
-            if (FINAL_STATES.has(cur.status.state) || cur.status.ending) return;
-            const baseline = cur.doc.spec.versions[0]!.name;
-            const reason = `loop task ${spec.name} failed at iteration ${iteration}: ${run.error?.code} ${run.error?.message}; traffic back to ${baseline}`;
-            await this.#end(cur, { ...cur.status, state: 'Failed', winner: null, reason, weights: allTo(cur.doc.spec, baseline), finishedAt: this.#now() });
-          });
+          await this.#failActive(name, `loop task ${spec.name} failed at iteration ${iteration}: ${run.error?.code} ${run.error?.message}`);
           return;
         }
       }

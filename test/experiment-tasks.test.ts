@@ -222,4 +222,20 @@ describe('tasks in experiments', () => {
     }
     assert.deepEqual(st.tasks.map((r) => [r.phase, r.iteration, r.state]), [['loop', 2, 'succeeded'], ['loop', 4, 'succeeded'], ['loop', 6, 'succeeded']]);
   });
+
+  test('a background load that fails on its own (timeout) with onError: fail fails the running experiment; traffic back to the baseline', async (t) => {
+    const s = await setup(t, [{ name: 'v1' }, { name: 'v2' }]);
+    const st = await run(s, 'load-fails', {
+      ...QUICK_AB,
+      criteria: { reward: { metric: 'orders' }, minSamples: 1_000_000_000 },
+      tasks: { start: [{ task: 'load', name: 'too-long', qps: 20, durationSeconds: 30, timeoutSeconds: 1 }] },
+    });
+    assert.equal(st.state, 'Failed');
+    assert.match(st.reason, /start task too-long failed: SLUICE_TASK_TIMEOUT.*traffic back to v1/);
+    assert.deepEqual(st.weights, { v1: 100, v2: 0 });
+    const load = task(st, 'too-long');
+    assert.equal(load.state, 'failed');
+    const sent = (load.output as { requests?: number } | null)?.requests ?? 0;
+    assert.ok(sent > 0, `the partial counts are kept (${sent} requests)`);
+  });
 });
