@@ -58,7 +58,8 @@ function customDef(spec: ExperimentSpec, c: MetricSpec): MetricDef {
   return {
     kind: c.type,
     value,
-    samples: (m) => (c.type === 'count' ? null : Math.max(0, n(m) ?? 0)),
+    // Whole observations: Prometheus increase() extrapolates to fractions.
+    samples: (m) => (c.type === 'count' ? null : Math.max(0, Math.round(n(m) ?? 0))),
     posterior: (m) => {
       const s = stats(m);
       if (s === null) return null;

@@ -254,6 +254,7 @@ describe('custom metrics in experiments', () => {
     const proxyRate = last.v2!.metrics['error-rate']!;
     assert.ok(promRate > 0.02 && promRate < 0.1, `Prometheus error rate of v2: ${promRate}`);
     assert.ok(Math.abs(promRate - proxyRate) < 0.03, `Prometheus ${promRate} vs proxy ${proxyRate}`);
+    t.diagnostic(`v2 error rate: Prometheus ${promRate.toFixed(4)}, proxy ${proxyRate.toFixed(4)}; Failed at iteration ${st.iteration} (${last.v2!.samples} samples)`);
     assert.equal(last.v1!.metrics['prom-error-rate'], 0);
     assert.ok(last.v2!.samples >= 200, `samples ${last.v2!.samples}`);
   });

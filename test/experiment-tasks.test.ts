@@ -101,6 +101,7 @@ describe('tasks in experiments', () => {
     assert.equal(loadRun.state, 'succeeded', JSON.stringify(loadRun));
     const out = loadRun.output as { requests: number; errors: number; achievedQps: number };
     assert.ok(Math.abs(out.achievedQps - 200) <= 20, `achieved ${out.achievedQps} qps`);
+    t.diagnostic(`synthetic load: ${out.requests} requests at ${out.achievedQps} qps (200 asked), ${out.errors} errors; verdict at iteration ${st.iteration}`);
     assert.equal(out.errors, 0);
     // Every request the experiment measured was synthetic.
     const measured = (st.versions.v1!.metrics['request-count'] ?? 0) + (st.versions.v2!.metrics['request-count'] ?? 0);
