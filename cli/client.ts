@@ -15,7 +15,8 @@ export const DEFAULT_ADMIN_URL = 'http://127.0.0.1:9901';
 const REQUEST_TIMEOUT_MS = 30_000;
 
 /** Exit codes of the client commands. */
-export const EXIT = { ok: 0, failed: 1, notImplemented: 2 } as const;
+/** unusable: `metrics test` was given a file it cannot use (invalid), as opposed to reads that failed (1). */
+export const EXIT = { ok: 0, failed: 1, unusable: 2 } as const;
 
 /** An error to print (every line, to stderr) and exit with. */
 export class CliError extends Error {

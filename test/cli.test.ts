@@ -6,7 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -271,10 +271,11 @@ describe('sluice CLI', () => {
     assert.equal(passed.code, 0, show(passed));
     assert.match(passed.stdout, /quick: Completed, winner v2, weights v1=0 v2=100: completed, winner v2, no failure: ok/);
 
-    const [wrong, report, html] = await Promise.all([
+    const [wrong, report, html, unwritable] = await Promise.all([
       cli(['assert', 'quick', '--winner', 'v1', '--timeout', '5s']),
       cli(['report', 'quick']),
       cli(['report', 'quick', '--html', join(dir, 'r.html')]),
+      cli(['report', 'quick', '--html', join(dir, 'no-such-dir', 'r.html')]),
     ]);
     assert.equal(wrong.code, 1, show(wrong));
     assert.match(wrong.stdout, /FAILED winner v1: the winner is v2, expected v1/);
@@ -291,7 +292,12 @@ describe('sluice CLI', () => {
     assert.equal(historyRows.length, e.status.history.length, 'one row per iteration');
     assert.match(historyRows.at(-1)!, /v1=0,v2=100.*candidate v2 meets every objective/);
 
-    assert.equal(html.code, 2, show(html));
-    assert.match(html.stderr, /not implemented yet/);
+    assert.equal(html.code, 0, show(html));
+    assert.equal(html.stdout, `wrote ${join(dir, 'r.html')}\n`);
+    const page = readFileSync(join(dir, 'r.html'), 'utf8');
+    assert.ok(page.startsWith('<!doctype html>'), page.slice(0, 100));
+    assert.match(page, /<title>Sluice experiment quick: Completed<\/title>/);
+    assert.equal(unwritable.code, 1, show(unwritable));
+    assert.match(unwritable.stderr, /^sluice: cannot write the HTML report to .*no-such-dir.*ENOENT/);
   });
 });

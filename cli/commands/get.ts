@@ -1,9 +1,11 @@
 /**
- * Read-only views: `sluice get experiments|routes`, `sluice describe EXP`, `sluice report EXP`.
+ * Read-only views: `sluice get experiments|routes`, `sluice describe EXP`, `sluice report EXP [--html FILE]`.
  */
+import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
-import { EXIT, usageError } from '../client.js';
+import { CliError, usageError } from '../client.js';
 import { describeText, experimentsTable, reportText, routesTable } from '../format.js';
+import { reportHtml } from '../report-html.js';
 import { type ClientOptions, type OutputOptions, print, printJson, runWithClient, withClientOptions, withOutputOption } from './common.js';
 
 const RESOURCES: Readonly<Record<string, 'experiments' | 'routes'>> = {
@@ -63,19 +65,35 @@ export function registerGetCommands(program: Command): void {
     withClientOptions(
       program
         .command('report')
-        .description('a text report of an experiment: the describe view plus every iteration (weights, verdicts, P(best), reason)')
+        .description(
+          'a report of an experiment: the describe view plus every iteration (weights, verdicts, P(best), reason); --html: a self-contained HTML page with charts',
+        )
         .argument('<experiment>', 'experiment name')
-        .option('--html <file>', 'write an HTML report to FILE: not implemented yet (exits 2)'),
+        .option('--html <file>', 'write a self-contained HTML report (tables and SVG charts) to FILE; - for stdout'),
     ),
   ).action((name: string, opts: ClientOptions & OutputOptions & { html?: string }) =>
     runWithClient(opts, async (client) => {
-      if (opts.html !== undefined) {
-        process.stderr.write('sluice: report --html is not implemented yet (use the text report, or -o json)\n');
-        return EXIT.notImplemented;
+      if (opts.html !== undefined && opts.output === 'json') {
+        throw usageError('--html and -o json cannot be combined', 'sluice report EXP [-o json | --html FILE]');
       }
       const e = await client.getExperiment(name);
-      if (opts.output === 'json') printJson(e);
+      if (opts.html !== undefined) await writeHtmlReport(opts.html, reportHtml(e, new Date()));
+      else if (opts.output === 'json') printJson(e);
       else print(reportText(e));
     }),
   );
+}
+
+/** To FILE (then says so on stdout, so a pipeline log shows where it went), or to stdout for `-`. */
+async function writeHtmlReport(file: string, html: string): Promise<void> {
+  if (file === '-') {
+    process.stdout.write(html);
+    return;
+  }
+  try {
+    await writeFile(file, html);
+  } catch (err) {
+    throw new CliError([`sluice: cannot write the HTML report to ${file}: ${(err as Error).message}`]);
+  }
+  print(`wrote ${file}`);
 }

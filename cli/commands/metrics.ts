@@ -18,7 +18,6 @@ import { fields } from '../format.js';
 import { print, printJson, run } from './common.js';
 
 /** The file or an option is unusable: nothing was queried. */
-const EXIT_UNUSABLE = 2;
 
 interface TestOptions {
   file: string;
@@ -41,7 +40,7 @@ export function registerMetricsCommands(program: Command): void {
 
 async function metricsTest(opts: TestOptions): Promise<number> {
   const doc = load(opts.file);
-  if (doc === null) return EXIT_UNUSABLE;
+  if (doc === null) return EXIT.unusable;
   const problems = await checkMetricQueries(doc);
   if (problems.length > 0) return unusable([`${opts.file}: invalid (${problems.length} ${problems.length === 1 ? 'problem' : 'problems'})`, formatDetails(problems)]);
   const names = doc.spec.metrics.map((m) => m.name);
@@ -90,7 +89,7 @@ function load(file: string): ExperimentDoc | null {
 
 function unusable(lines: readonly string[]): number {
   process.stderr.write(lines.join('\n') + '\n');
-  return EXIT_UNUSABLE;
+  return EXIT.unusable;
 }
 
 /** One metric × version: a title line, then aligned fields. */
