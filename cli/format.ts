@@ -272,6 +272,7 @@ function outputText(o: Readonly<Record<string, unknown>> | null): string {
   const n = (k: string) => (typeof o[k] === 'number' ? num(o[k] as number) : String(o[k]));
   if ('achievedQps' in o) return `${n('requests')} requests at ${n('achievedQps')} qps, ${n('errors')} errors`;
   if ('exitCode' in o) return `exit ${String(o.exitCode)}`;
+  if (typeof o.reason === 'string') return o.reason;
   const text = JSON.stringify(o);
   return text.length > 80 ? `${text.slice(0, 77)}...` : text;
 }

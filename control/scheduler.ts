@@ -346,7 +346,9 @@ export class Scheduler {
    * they ran (#runFinishTasks). Weights change here, at once: the decision
    * (or an abort) must not wait for a notification to be delivered.
    */
-  async #end(r: ExperimentRecord, final: ExperimentStatus): Promise<ExperimentRecord> {
+  async #end(r: ExperimentRecord, decided: ExperimentStatus): Promise<ExperimentRecord> {
+    // Finish tasks whose `if` does not hold are recorded as skipped: describe shows why they did not run.
+    const final = skippedFinishTasks(r.doc, decided.state, decided.iteration, this.#now()).reduce(withTaskRun, decided);
     if (JSON.stringify(final.weights) !== JSON.stringify(r.status.weights)) {
       await this.opts.router.setWeights(r.doc.spec.route, this.#routeWeights(r.doc, final.weights), `experiment ${r.doc.name} ${final.state}`);
     }
@@ -504,6 +506,17 @@ export class Scheduler {
     for (const c of this.#lifetimes.values()) c.abort();
     this.#lifetimes.clear();
   }
+}
+
+/** Runs of the finish tasks whose `if` does not match the final state. */
+function skippedFinishTasks(doc: ExperimentDoc, state: string, iteration: number, now: string): TaskRun[] {
+  const run = finishTasksFor(doc, state);
+  return doc.spec.tasks.finish
+    .filter((t) => !run.includes(t))
+    .map((t) => ({
+      phase: 'finish', name: t.name, task: t.task, iteration, state: 'skipped', startedAt: now, durationMs: null, onError: t.onError,
+      error: null, output: { reason: `if: ${t.if}, and the experiment is ${state}` },
+    }));
 }
 
 /** Finish tasks whose `if` matches the final state: success = Completed, failure = Failed or Aborted. */

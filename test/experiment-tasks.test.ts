@@ -151,7 +151,9 @@ describe('tasks in experiments', () => {
     assert.equal(nobody.error?.code, 'SLUICE_TASK_HTTP');
     assert.equal(task(st, 'record-winner').state, 'succeeded');
     assert.equal(task(st, 'tell-slack').state, 'succeeded');
-    assert.ok(!st.tasks.some((r) => r.name === 'only-on-failure'), 'an if: failure task ran on success');
+    const skipped = task(st, 'only-on-failure');
+    assert.equal(skipped.state, 'skipped', 'an if: failure task ran on success');
+    assert.deepEqual(skipped.output, { reason: 'if: failure, and the experiment is Completed' });
     const hook = slack.seen.find((r) => r.url === '/hook');
     assert.ok(hook, 'the Slack hook received nothing');
     const payload = JSON.parse(hook.body.toString()) as { text: string; blocks: unknown[] };
@@ -164,6 +166,7 @@ describe('tasks in experiments', () => {
     assert.match(described, /Tasks:/);
     assert.match(described, /page-nobody .*failed \(continued\).*SLUICE_TASK_HTTP/);
     assert.match(described, /record-winner .*succeeded/);
+    assert.match(described, /only-on-failure .*skipped .*if: failure, and the experiment is Completed/);
   });
 
   test('an unreachable receiver with onError: fail fails the experiment, visibly', async (t) => {
@@ -197,7 +200,7 @@ describe('tasks in experiments', () => {
     assert.match(st.reason, /start task start-0-readiness failed: SLUICE_TASK_TIMEOUT/);
     assert.equal(st.iteration, 0);
     assert.equal(readFileSync(out, 'utf8'), 'Failed');
-    assert.ok(!st.tasks.some((r) => r.name === 'on-success'));
+    assert.equal(task(st, 'on-success').state, 'skipped');
     const after = (await call(s, 'GET', '/routes/shop')).json.weights;
     assert.deepEqual(after, before, 'weights moved although the experiment never started');
   });
