@@ -24,4 +24,19 @@ export function registerExperimentMetrics(registry: Registry, latest: () => Iter
       all().map((r) => ({ value: r.status.srm?.flagged ? 1 : 0, labels: { experiment: r.doc.name } })),
     ),
   );
+  // Promotion hooks that fail are worth an alert: runs by phase and state, from the status.
+  add(
+    scraped('sluice_experiment_task_runs', 'Task runs kept in an experiment\'s status, by phase and state (running, succeeded, failed, skipped).', 'gauge', () =>
+      all().flatMap((r) => {
+        const counts = new Map<string, { phase: string; state: string; n: number }>();
+        for (const t of r.status.tasks ?? []) {
+          const key = `${t.phase}/${t.state}`;
+          const c = counts.get(key) ?? { phase: t.phase, state: t.state, n: 0 };
+          c.n++;
+          counts.set(key, c);
+        }
+        return [...counts.values()].map((c) => ({ value: c.n, labels: { experiment: r.doc.name, phase: c.phase, state: c.state } }));
+      }),
+    ),
+  );
 }

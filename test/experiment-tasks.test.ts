@@ -167,6 +167,11 @@ describe('tasks in experiments', () => {
     assert.match(described, /page-nobody .*failed \(continued\).*SLUICE_TASK_HTTP/);
     assert.match(described, /record-winner .*succeeded/);
     assert.match(described, /only-on-failure .*skipped .*if: failure, and the experiment is Completed/);
+    // The runs are in the metrics too: a failed promotion hook is something to alert on.
+    const metrics = await (await s.admin.request({ method: 'GET', path: '/metrics' })).body.text();
+    assert.match(metrics, /sluice_experiment_task_runs\{experiment="finish-ok",phase="finish",state="failed"\} 1\n/);
+    assert.match(metrics, /sluice_experiment_task_runs\{experiment="finish-ok",phase="finish",state="succeeded"\} 2\n/);
+    assert.match(metrics, /sluice_experiment_task_runs\{experiment="finish-ok",phase="finish",state="skipped"\} 1\n/);
   });
 
   test('an unreachable receiver with onError: fail fails the experiment, visibly', async (t) => {
