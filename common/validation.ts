@@ -124,8 +124,12 @@ export function readBool(p: Problems, raw: unknown, path: string, fallback: bool
   return expected(p, path, 'true or false', v, fallback);
 }
 
-/** The checks every upstream URL gets; the caller says what to call it and what to keep of it. */
-export function httpUrl(p: Problems, v: string, path: string, what: string): URL | null {
+/**
+ * The checks every upstream URL gets; the caller says what to call it and
+ * what to keep of it. `allowQuery`: a query is part of the target (a webhook
+ * URL); a fragment never is.
+ */
+export function httpUrl(p: Problems, v: string, path: string, what: string, opts: { allowQuery?: boolean } = {}): URL | null {
   let u: URL;
   try {
     u = new URL(v);
@@ -133,7 +137,8 @@ export function httpUrl(p: Problems, v: string, path: string, what: string): URL
     return expected(p, path, what, v, null);
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') return p.reject(path, `expected an http: or https: URL, got ${u.protocol}`, null);
-  if (u.username || u.password) return p.reject(path, 'must not contain credentials', null);
+  if (u.username || u.password) return p.reject(path, 'must not contain credentials (put them in headers)', null);
+  if (opts.allowQuery) return u.hash || v.includes('#') ? p.reject(path, 'must not have a fragment', null) : u;
   // Checked on the text too: `http://h/?` parses with an empty search.
   if (u.search || u.hash || /[?#]/.test(v)) return p.reject(path, 'must not have a query or fragment', null);
   return u;

@@ -49,23 +49,29 @@ export function metricDef(spec: ExperimentSpec, name: string): MetricDef {
 }
 
 function customDef(spec: ExperimentSpec, c: MetricSpec): MetricDef {
-  const reading = (m: VersionMeasurement): MetricReading | undefined => m.custom?.[c.name];
-  const value = (m: VersionMeasurement) => reading(m)?.value ?? null;
-  const n = (m: VersionMeasurement): number | null =>
-    c.sampleSize !== null ? metricDef(spec, c.sampleSize).value(m) : (reading(m)?.count ?? null);
-  const sd = (m: VersionMeasurement): number | null => (c.stdDev !== null ? metricDef(spec, c.stdDev).value(m) : (reading(m)?.stdDev ?? null));
-  const stats = (m: VersionMeasurement) => customStats(c, value(m), n(m), sd(m));
   return {
     kind: c.type,
-    value,
+    value: (m) => m.custom?.[c.name]?.value ?? null,
     // Whole observations: Prometheus increase() extrapolates to fractions.
-    samples: (m) => (c.type === 'count' ? null : Math.max(0, Math.round(n(m) ?? 0))),
+    samples: (m) => (c.type === 'count' ? null : Math.max(0, Math.round(observations(spec, c, m) ?? 0))),
     posterior: (m) => {
-      const s = stats(m);
+      const s = customRewardStats(spec, c, m);
       if (s === null) return null;
       return s.kind === 'rate' ? ratePosterior(s.successes, s.n) : meanPosterior(s.n, s.sum, s.sumSq);
     },
   };
+}
+
+/** n behind a custom metric: its sampleSize metric's value, else the source's own count (mock). */
+function observations(spec: ExperimentSpec, c: MetricSpec, m: VersionMeasurement): number | null {
+  return c.sampleSize !== null ? metricDef(spec, c.sampleSize).value(m) : (m.custom?.[c.name]?.count ?? null);
+}
+
+/** A custom metric's sufficient statistics, from its value, n and spread (its stdDev metric, else the source's own). */
+function customRewardStats(spec: ExperimentSpec, c: MetricSpec, m: VersionMeasurement): RewardStats | null {
+  const reading: MetricReading | undefined = m.custom?.[c.name];
+  const sd = c.stdDev !== null ? metricDef(spec, c.stdDev).value(m) : (reading?.stdDev ?? null);
+  return customStats(c, reading?.value ?? null, observations(spec, c, m), sd);
 }
 
 function customStats(c: MetricSpec, value: number | null, n: number | null, sd: number | null): RewardStats | null {
@@ -87,12 +93,7 @@ export function rewardStats(spec: ExperimentSpec, m: VersionMeasurement): Reward
   if (reward === null) return null;
   if (reward.metric === 'conversion-rate') return { kind: 'rate', n: m.requests, successes: Math.min(m.rewards, m.requests) };
   if (reward.metric === 'reward-mean') return { kind: 'mean', n: m.requests, sum: m.rewardSum, sumSq: m.rewardSumSq };
-  const c = spec.metrics.find((x) => x.name === reward.metric)!;
-  const def = customDef(spec, c);
-  const reading = m.custom?.[c.name];
-  const n = c.sampleSize !== null ? metricDef(spec, c.sampleSize).value(m) : (reading?.count ?? null);
-  const sd = c.stdDev !== null ? metricDef(spec, c.stdDev).value(m) : (reading?.stdDev ?? null);
-  return customStats(c, def.value(m), n, sd);
+  return customRewardStats(spec, spec.metrics.find((x) => x.name === reward.metric)!, m);
 }
 
 /**

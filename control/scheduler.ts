@@ -349,9 +349,7 @@ export class Scheduler {
   async #end(r: ExperimentRecord, decided: ExperimentStatus): Promise<ExperimentRecord> {
     // Finish tasks whose `if` does not hold are recorded as skipped: describe shows why they did not run.
     const final = skippedFinishTasks(r.doc, decided.state, decided.iteration, this.#now()).reduce(withTaskRun, decided);
-    if (JSON.stringify(final.weights) !== JSON.stringify(r.status.weights)) {
-      await this.opts.router.setWeights(r.doc.spec.route, this.#routeWeights(r.doc, final.weights), `experiment ${r.doc.name} ${final.state}`);
-    }
+    await this.#writeWeights(r, final);
     this.#endLifetime(r.doc.name);
     clearTimeout(this.#timers.get(r.doc.name));
     this.#timers.delete(r.doc.name);
@@ -455,13 +453,17 @@ export class Scheduler {
 
   /** Saves a new status, and writes its weights when they changed. */
   async #apply(r: ExperimentRecord, status: ExperimentStatus): Promise<ExperimentRecord> {
-    if (JSON.stringify(status.weights) !== JSON.stringify(r.status.weights)) {
-      await this.opts.router.setWeights(r.doc.spec.route, this.#routeWeights(r.doc, status.weights), `experiment ${r.doc.name} ${status.state}`);
-    }
+    await this.#writeWeights(r, status);
     const next = { ...r, status };
     await this.#save(next);
     this.opts.log.info({ experiment: r.doc.name, state: status.state, reason: status.reason }, 'experiment state changed');
     return next;
+  }
+
+  /** Writes `status`'s weights to the route when they differ from the record's. */
+  async #writeWeights(r: ExperimentRecord, status: ExperimentStatus): Promise<void> {
+    if (JSON.stringify(status.weights) === JSON.stringify(r.status.weights)) return;
+    await this.opts.router.setWeights(r.doc.spec.route, this.#routeWeights(r.doc, status.weights), `experiment ${r.doc.name} ${status.state}`);
   }
 
   async #save(r: ExperimentRecord): Promise<void> {
