@@ -12,7 +12,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
 import { freePort, Pool, waitFor } from './helpers.js';
-import { json, sluice, startShop } from './processes.js';
+import { endlessAb, json, sluice, startShop, steadyLoad } from './processes.js';
 import { startRedis } from './redis-server.js';
 
 const LEASE_TTL_MS = 1500;
@@ -65,43 +65,10 @@ test('two control replicas: the leader SIGKILLed mid-experiment, the other takes
   const survivor = controls[1 - leaderIndex.index]!;
   assert.deepEqual((await json(survivor.api, 'GET', '/leader')).body, { leader: false, epoch: null });
 
-  const put = await json(oldLeader.api, 'PUT', '/experiments/ab', {
-    kind: 'Experiment',
-    name: 'ab',
-    spec: {
-      route: 'shop',
-      versions: [{ name: 'v1' }, { name: 'v2' }],
-      testingPattern: 'A/B',
-      deploymentPattern: 'FixedSplit',
-      criteria: { reward: { metric: 'conversion-rate' }, minSamples: 100_000 },
-      weights: { initial: { v1: 50, v2: 50 } },
-      duration: { intervalSeconds: INTERVAL_MS / 1000, maxIterations: 200 },
-    },
-  });
+  const put = await json(oldLeader.api, 'PUT', '/experiments/ab', endlessAb('ab', INTERVAL_MS / 1000, 200));
   assert.equal(put.status, 201, JSON.stringify(put.body));
 
-  let running = true;
-  let sent = 0;
-  let failed = 0;
-  const load = Promise.all(
-    Array.from({ length: 4 }, async () => {
-      while (running) {
-        try {
-          const r = await traffic.request({ path: '/', method: 'GET' });
-          await r.body.dump();
-          if (r.statusCode === 200) sent++;
-          else failed++;
-        } catch {
-          failed++;
-        }
-        await new Promise((r) => setTimeout(r, 2));
-      }
-    }),
-  );
-  t.after(async () => {
-    running = false;
-    await load;
-  });
+  const load = steadyLoad(t, traffic, 4, 2);
 
   const status = async (c: (typeof controls)[number]) => (await json(c.api, 'GET', '/experiments/ab')).body.status as ExperimentStatus;
   await waitFor('iteration 3 on the leader', async () => (await status(oldLeader)).iteration >= 3, 10_000, 20);
@@ -143,8 +110,7 @@ test('two control replicas: the leader SIGKILLed mid-experiment, the other takes
     const s = await status(survivor);
     return s.iteration >= resumed.s.iteration + 3 ? s : null;
   }, 10_000, 20);
-  running = false;
-  await load;
+  await load.stop();
   assert.equal(final.state, 'Running', final.reason);
 
   // Every iteration recorded exactly once: 1..N, no gap, no repeat.
@@ -173,6 +139,7 @@ test('two control replicas: the leader SIGKILLed mid-experiment, the other takes
   assert.deepEqual(newLogged.filter((n) => n <= final.iteration), after.map((h) => h.iteration));
 
   // Traffic never depended on the control plane.
-  assert.equal(failed, 0, `${failed} failed requests of ${sent + failed}`);
-  assert.ok(sent > 0);
+  const failed = load.failures.length;
+  assert.equal(failed, 0, `${failed} failed requests of ${load.ok + failed}: ${load.failures.slice(0, 3).join('; ')}`);
+  assert.ok(load.ok > 0);
 });

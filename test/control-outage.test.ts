@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
 import { freePort, Pool, waitFor } from './helpers.js';
-import { json, sluice, startShop } from './processes.js';
+import { controlLeading, endlessAb, json, sluice, startShop, steadyLoad } from './processes.js';
 import { startRedis } from './redis-server.js';
 
 const INTERVAL_MS = 400;
@@ -38,56 +38,22 @@ test('Redis unreachable for 4 s mid-experiment: traffic unaffected, no iteration
 
   await waitFor('the proxy ready and the control leading with the route', async () => {
     if ((await json(proxyAdmin, 'GET', '/readyz')).status !== 200) return false;
-    if ((await json(control, 'GET', '/leader')).body?.leader !== true) return false;
-    return (await json(control, 'GET', '/routes')).body?.routes?.length === 1;
+    return controlLeading(control);
   }, 20_000, 50);
-  const put = await json(control, 'PUT', '/experiments/ab', {
-    kind: 'Experiment',
-    name: 'ab',
-    spec: {
-      route: 'shop',
-      versions: [{ name: 'v1' }, { name: 'v2' }],
-      testingPattern: 'A/B',
-      deploymentPattern: 'FixedSplit',
-      // Equal versions and an unreachable minSamples: the experiment just keeps iterating.
-      criteria: { reward: { metric: 'conversion-rate' }, minSamples: 100_000 },
-      weights: { initial: { v1: 50, v2: 50 } },
-      duration: { intervalSeconds: INTERVAL_MS / 1000, maxIterations: 500 },
-    },
-  });
+  // Equal versions and an unreachable minSamples: the experiment just keeps iterating.
+  const put = await json(control, 'PUT', '/experiments/ab', endlessAb('ab', INTERVAL_MS / 1000, 500));
   assert.equal(put.status, 201, JSON.stringify(put.body));
 
-  let running = true;
-  let ok = 0;
-  let failed = 0;
-  const load = Promise.all(
-    Array.from({ length: 4 }, async () => {
-      while (running) {
-        try {
-          const r = await traffic.request({ path: '/', method: 'GET' });
-          await r.body.dump();
-          if (r.statusCode === 200) ok++;
-          else failed++;
-        } catch {
-          failed++;
-        }
-        await new Promise((r) => setTimeout(r, 2));
-      }
-    }),
-  );
-  t.after(async () => {
-    running = false;
-    await load;
-  });
+  const load = steadyLoad(t, traffic, 4, 2);
 
   const status = async () => (await json(control, 'GET', '/experiments/ab')).body.status as ExperimentStatus;
   await waitFor('iteration 3', async () => (await status()).iteration >= 3, 10_000, 20);
 
   const stoppedAt = Date.now();
   process.kill(redis.pid!, 'SIGSTOP');
-  const okBefore = ok;
+  const okBefore = load.ok;
   await waitFor('the outage to last', () => Date.now() - stoppedAt >= OUTAGE_MS, OUTAGE_MS + 1000, 50);
-  const okDuring = ok - okBefore;
+  const okDuring = load.ok - okBefore;
   const resumedAt = Date.now();
   process.kill(redis.pid!, 'SIGCONT');
 
@@ -95,8 +61,7 @@ test('Redis unreachable for 4 s mid-experiment: traffic unaffected, no iteration
     const s = await status();
     return s.history.filter((h) => Date.parse(h.at) > resumedAt).length >= 2 ? s : null;
   }, 15_000, 50);
-  running = false;
-  await load;
+  await load.stop();
 
   const numbers = after.history.map((h) => h.iteration);
   assert.deepEqual(numbers, Array.from({ length: numbers.length }, (_, i) => i + 1), `iterations skipped or repeated: ${numbers.join(',')}`);
@@ -106,7 +71,7 @@ test('Redis unreachable for 4 s mid-experiment: traffic unaffected, no iteration
   const during = after.history.filter((h) => Date.parse(h.at) > stoppedAt + INTERVAL_MS && Date.parse(h.at) < resumedAt);
   assert.deepEqual(during.map((h) => h.iteration), [], 'iterations recorded while the store was away');
   assert.equal(after.state, 'Running', after.reason);
-  assert.equal(failed, 0, 'requests failed during the outage');
+  assert.equal(load.failures.length, 0, `requests failed during the outage: ${load.failures.slice(0, 3).join('; ')}`);
   assert.ok(okDuring > 100, `traffic went on during the outage (${okDuring} requests)`);
   t.diagnostic(`outage ${OUTAGE_MS} ms; ${okDuring} requests served during it, 0 failed; iterations 1..${after.iteration}, none repeated or skipped`);
 });

@@ -16,6 +16,7 @@ import type { ExperimentStatus } from '../control/lifecycle.js';
 import { startSampleApp, type SampleAppOptions } from '../demo/sample-app.js';
 import { validateConfig } from '../proxy/config.js';
 import { Pool, waitFor } from './helpers.js';
+import { json, steadyLoad } from './processes.js';
 import { startPrometheus } from './prometheus-server.js';
 
 interface Setup {
@@ -58,19 +59,8 @@ async function setup(t: TestContext, apps: SampleAppOptions[], env: Record<strin
   return { sluice, admin, traffic, logs };
 }
 
-async function call(s: Setup, method: string, path: string, body?: unknown) {
-  const r = await s.admin.request({
-    method: method as 'GET',
-    path,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.body.text();
-  return { status: r.statusCode, text, json: text ? JSON.parse(text) : null };
-}
-
 async function status(s: Setup, name: string): Promise<ExperimentStatus> {
-  return (await call(s, 'GET', `/experiments/${name}`)).json.status as ExperimentStatus;
+  return (await json(s.admin, 'GET', `/experiments/${name}`)).body.status as ExperimentStatus;
 }
 
 async function waitEnd(s: Setup, name: string, timeoutMs = 30_000): Promise<ExperimentStatus> {
@@ -80,25 +70,10 @@ async function waitEnd(s: Setup, name: string, timeoutMs = 30_000): Promise<Expe
   }, timeoutMs, 50);
 }
 
-/** Sends keyless GETs with `concurrency` workers until stopped. */
-function load(s: Setup, concurrency = 8) {
-  let running = true;
-  const workers = Array.from({ length: concurrency }, async () => {
-    while (running) {
-      const r = await s.traffic.request({ path: '/', method: 'GET' });
-      await r.body.dump();
-    }
-  });
-  return async () => {
-    running = false;
-    await Promise.all(workers);
-  };
-}
-
 describe('custom metrics in experiments', () => {
   test('mock metrics drive an A/B experiment to the expected winner with no traffic at all', async (t) => {
     const s = await setup(t, [{ name: 'v1' }, { name: 'v2' }]);
-    const put = await call(s, 'PUT', '/experiments/mock-ab', {
+    const put = await json(s.admin, 'PUT', '/experiments/mock-ab', {
       kind: 'Experiment',
       name: 'mock-ab',
       spec: {
@@ -110,7 +85,7 @@ describe('custom metrics in experiments', () => {
         metrics: [{ name: 'orders', source: 'mock', type: 'rate', values: { v1: { mean: 0.05 }, v2: { mean: 0.08 } }, countPerSecond: 400 }],
       },
     });
-    assert.equal(put.status, 201, put.text);
+    assert.equal(put.status, 201, JSON.stringify(put.body));
     const st = await waitEnd(s, 'mock-ab');
     assert.equal(st.state, 'Completed', st.reason);
     assert.equal(st.winner, 'v2', st.reason);
@@ -154,7 +129,7 @@ describe('custom metrics in experiments', () => {
       timeoutSeconds: 0.4,
       retries: 1,
     };
-    const put = await call(s, 'PUT', '/experiments/rest-canary', {
+    const put = await json(s.admin, 'PUT', '/experiments/rest-canary', {
       kind: 'Experiment',
       name: 'rest-canary',
       spec: {
@@ -169,7 +144,7 @@ describe('custom metrics in experiments', () => {
         ],
       },
     });
-    assert.equal(put.status, 201, put.text);
+    assert.equal(put.status, 201, JSON.stringify(put.body));
 
     // Each failure mode in turn: the error is named in the status for the iterations after the switch.
     const expectError = async (m: typeof mode, code: string) => {
@@ -196,9 +171,9 @@ describe('custom metrics in experiments', () => {
     assert.deepEqual([...seenKeys], [SECRET], 'every request carried the secret header');
 
     // The secret is nowhere a user or an operator can read.
-    const full = await call(s, 'GET', '/experiments/rest-canary');
-    assert.ok(!full.text.includes(SECRET), 'secret in the API');
-    assert.ok(!reportText(full.json as Experiment).includes(SECRET), 'secret in the report');
+    const full = await json(s.admin, 'GET', '/experiments/rest-canary');
+    assert.ok(!JSON.stringify(full.body).includes(SECRET), 'secret in the API');
+    assert.ok(!reportText(full.body as Experiment).includes(SECRET), 'secret in the report');
     assert.ok(s.logs.length > 0);
     assert.ok(!s.logs.join('').includes(SECRET), 'secret in the logs');
   });
@@ -212,7 +187,7 @@ describe('custom metrics in experiments', () => {
     if (!prom) return;
     const sel = 'route="shop",version="{{version}}"';
     const window = '[{{elapsedSeconds}}s]';
-    const put = await call(s, 'PUT', '/experiments/prom-canary', {
+    const put = await json(s.admin, 'PUT', '/experiments/prom-canary', {
       kind: 'Experiment',
       name: 'prom-canary',
       spec: {
@@ -236,13 +211,13 @@ describe('custom metrics in experiments', () => {
         ],
       },
     });
-    assert.equal(put.status, 201, put.text);
-    const stop = load(s, 8);
+    assert.equal(put.status, 201, JSON.stringify(put.body));
+    const traffic = steadyLoad(t, s.traffic, 8);
     let st: ExperimentStatus;
     try {
       st = await waitEnd(s, 'prom-canary', 45_000);
     } finally {
-      await stop();
+      await traffic.stop();
     }
     assert.equal(st.state, 'Failed', `${st.reason}\n${prom.output()}`);
     assert.equal(st.winner, 'v1', 'a failed canary keeps the baseline');

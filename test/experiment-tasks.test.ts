@@ -14,6 +14,7 @@ import type { ExperimentStatus } from '../control/lifecycle.js';
 import type { TaskRun } from '../control/tasks/types.js';
 import { startSampleApp, type SampleAppOptions } from '../demo/sample-app.js';
 import { Pool, refusingUrl, startSluice, startUpstream, waitFor } from './helpers.js';
+import { json } from './processes.js';
 import type { RunningSluice } from '../cli/run-sluice.js';
 
 interface Setup {
@@ -33,22 +34,11 @@ async function setup(t: TestContext, apps: SampleAppOptions[]): Promise<Setup> {
   return { sluice, admin };
 }
 
-async function call(s: Setup, method: string, path: string, body?: unknown) {
-  const r = await s.admin.request({
-    method: method as 'GET',
-    path,
-    headers: body === undefined ? {} : { 'content-type': 'application/json' },
-    body: body === undefined ? undefined : JSON.stringify(body),
-  });
-  const text = await r.body.text();
-  return { status: r.statusCode, text, json: text ? JSON.parse(text) : null };
-}
-
 async function run(s: Setup, name: string, spec: Record<string, unknown>, timeoutMs = 30_000): Promise<ExperimentStatus> {
-  const put = await call(s, 'PUT', `/experiments/${name}`, { kind: 'Experiment', name, spec: { route: 'shop', ...spec } });
-  assert.equal(put.status, 201, put.text);
+  const put = await json(s.admin, 'PUT', `/experiments/${name}`, { kind: 'Experiment', name, spec: { route: 'shop', ...spec } });
+  assert.equal(put.status, 201, JSON.stringify(put.body));
   return waitFor(`experiment ${name} to end`, async () => {
-    const st = (await call(s, 'GET', `/experiments/${name}`)).json.status as ExperimentStatus;
+    const st = (await json(s.admin, 'GET', `/experiments/${name}`)).body.status as ExperimentStatus;
     return ['Completed', 'Failed', 'Aborted'].includes(st.state) ? st : null;
   }, timeoutMs, 50);
 }
@@ -94,7 +84,7 @@ describe('tasks in experiments', () => {
     assert.equal(st.winner, 'v2');
     assert.equal(task(st, 'start-0-readiness').state, 'succeeded');
     const loadRun = await waitFor('the load run to be recorded as stopped', async () => {
-      const cur = (await call(s, 'GET', '/experiments/load-only')).json.status as ExperimentStatus;
+      const cur = (await json(s.admin, 'GET', '/experiments/load-only')).body.status as ExperimentStatus;
       const r = task(cur, 'start-1-load');
       return r.state !== 'running' ? r : null;
     });
@@ -162,7 +152,7 @@ describe('tasks in experiments', () => {
     assert.ok(Array.isArray(payload.blocks) && payload.blocks.length > 0);
     // The finish runs are in the history of the last iteration, and describe lists every run.
     assert.ok(st.history.at(-1)!.tasks?.some((r) => r.name === 'record-winner'));
-    const described = describeText((await call(s, 'GET', '/experiments/finish-ok')).json as Experiment);
+    const described = describeText((await json(s.admin, 'GET', '/experiments/finish-ok')).body as Experiment);
     assert.match(described, /Tasks:/);
     assert.match(described, /page-nobody .*failed \(continued\).*SLUICE_TASK_HTTP/);
     assert.match(described, /record-winner .*succeeded/);
@@ -190,7 +180,7 @@ describe('tasks in experiments', () => {
     const s = await setup(t, [{ name: 'v1' }, { name: 'v2' }]);
     const dir = tempDir(t);
     const out = join(dir, 'state.txt');
-    const before = (await call(s, 'GET', '/routes/shop')).json.weights;
+    const before = (await json(s.admin, 'GET', '/routes/shop')).body.weights;
     const st = await run(s, 'not-ready', {
       ...QUICK_AB,
       tasks: {
@@ -206,7 +196,7 @@ describe('tasks in experiments', () => {
     assert.equal(st.iteration, 0);
     assert.equal(readFileSync(out, 'utf8'), 'Failed');
     assert.equal(task(st, 'on-success').state, 'skipped');
-    const after = (await call(s, 'GET', '/routes/shop')).json.weights;
+    const after = (await json(s.admin, 'GET', '/routes/shop')).body.weights;
     assert.deepEqual(after, before, 'weights moved although the experiment never started');
   });
 

@@ -61,6 +61,16 @@ export async function json(pool: Pool, method: string, path: string, body?: unkn
   return { status: r.statusCode, body: text ? JSON.parse(text) : null };
 }
 
+/** Whether a `sluice control` API is the leader and sees the `shop` route a proxy seeded (false while it is not listening yet). */
+export async function controlLeading(control: Pool): Promise<boolean> {
+  try {
+    if ((await json(control, 'GET', '/leader')).body?.leader !== true) return false;
+    return (await json(control, 'GET', '/routes')).body?.routes?.length === 1;
+  } catch {
+    return false;
+  }
+}
+
 /**
  * The route the process tests send traffic to: `shop`, with versions v1 and
  * v2 served by two sample apps (given these options; closed after the test)
@@ -88,4 +98,70 @@ export async function startShop(
 `,
   );
   return { apps, config };
+}
+
+/**
+ * An experiment on `shop` that iterates every `intervalSeconds` and never
+ * decides (A/B, FixedSplit 50/50, minSamples out of reach): for tests of what
+ * happens around iterations — failovers, outages.
+ */
+export function endlessAb(name: string, intervalSeconds: number, maxIterations = 10_000) {
+  return {
+    kind: 'Experiment',
+    name,
+    spec: {
+      route: 'shop',
+      versions: [{ name: 'v1' }, { name: 'v2' }],
+      testingPattern: 'A/B',
+      deploymentPattern: 'FixedSplit',
+      criteria: { reward: { metric: 'conversion-rate' }, minSamples: 10_000_000 },
+      weights: { initial: { v1: 50, v2: 50 } },
+      duration: { intervalSeconds, maxIterations },
+    },
+  };
+}
+
+export interface SteadyLoad {
+  /** Answers with status 200 so far. */
+  readonly ok: number;
+  /** Every other outcome: `HTTP <status>` or the error's message. */
+  readonly failures: readonly string[];
+  /** Stops the workers and waits for their last request (also done after the test). */
+  stop(): Promise<void>;
+}
+
+/** `workers` loops of keyless GETs through `pool` until stopped, `pauseMs` apart. */
+export function steadyLoad(t: TestContext, pool: Pool, workers: number, pauseMs = 0): SteadyLoad {
+  let running = true;
+  let ok = 0;
+  const failures: string[] = [];
+  const done = Promise.all(
+    Array.from({ length: workers }, async () => {
+      while (running) {
+        try {
+          const r = await pool.request({ path: '/', method: 'GET' });
+          await r.body.dump();
+          if (r.statusCode === 200) ok++;
+          else failures.push(`HTTP ${r.statusCode}`);
+        } catch (err) {
+          failures.push((err as Error).message);
+          // A closed pool rejects at once: never spin without yielding to the event loop.
+          await new Promise((r) => setTimeout(r, 10));
+        }
+        if (pauseMs > 0) await new Promise((r) => setTimeout(r, pauseMs));
+      }
+    }),
+  );
+  const stop = async () => {
+    running = false;
+    await done;
+  };
+  t.after(stop);
+  return {
+    get ok() {
+      return ok;
+    },
+    failures,
+    stop,
+  };
 }

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
 import { freePort, Pool, waitFor } from './helpers.js';
-import { json, sluice, startShop } from './processes.js';
+import { controlLeading, json, sluice, startShop } from './processes.js';
 import { startRedis } from './redis-server.js';
 
 test('Redis mode: the control replica running a finish task is SIGKILLed; the next leader runs it again, then the experiment is Completed', { timeout: 60_000 }, async (t) => {
@@ -31,10 +31,7 @@ test('Redis mode: the control replica running a finish task is SIGKILLed; the ne
   const api2 = new Pool(`http://127.0.0.1:${secondPort}`, { connections: 2 });
   t.after(() => Promise.all([api1.close(), api2.close()]));
 
-  await waitFor('the first control leading, with the route', async () => {
-    if ((await json(api1, 'GET', '/leader')).body?.leader !== true) return false;
-    return (await json(api1, 'GET', '/routes')).body?.routes?.length === 1;
-  }, 20_000, 50);
+  await waitFor('the first control leading, with the route', () => controlLeading(api1), 20_000, 50);
   const put = await json(api1, 'PUT', '/experiments/ab', {
     kind: 'Experiment',
     name: 'ab',

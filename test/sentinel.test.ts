@@ -10,7 +10,7 @@ import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
 import type { ExperimentRecord } from '../control/ports.js';
 import { freePort, Pool, waitFor } from './helpers.js';
-import { json, sluice, startShop } from './processes.js';
+import { controlLeading, endlessAb, json, sluice, startShop, steadyLoad } from './processes.js';
 import { startSentinels } from './redis-sentinel-harness.js';
 
 test('SENTINEL FAILOVER during an experiment: proxy and control follow the new master, 0 failed requests, exact totals', { timeout: 45_000 }, async (t) => {
@@ -37,9 +37,7 @@ test('SENTINEL FAILOVER during an experiment: proxy and control follow the new m
       try {
         if ((await json(proxyAdmin, 'GET', '/readyz')).status !== 200) return false;
         if ((await json(control, 'GET', '/readyz')).status !== 200) return false;
-        const leader = await json(control, 'GET', '/leader');
-        const routes = await json(control, 'GET', '/routes');
-        return leader.body?.leader === true && routes.body?.routes?.length === 1;
+        return await controlLeading(control);
       } catch {
         return false; // not listening yet
       }
@@ -50,19 +48,7 @@ test('SENTINEL FAILOVER during an experiment: proxy and control follow the new m
   lap('proxy and control ready');
 
   // A long A/B test: minSamples is never reached, so it keeps iterating every 0.5 s.
-  const put = await json(control, 'PUT', '/experiments/ab', {
-    kind: 'Experiment',
-    name: 'ab',
-    spec: {
-      route: 'shop',
-      versions: [{ name: 'v1' }, { name: 'v2' }],
-      testingPattern: 'A/B',
-      deploymentPattern: 'FixedSplit',
-      criteria: { reward: { metric: 'conversion-rate' }, minSamples: 10_000_000 },
-      weights: { initial: { v1: 50, v2: 50 } },
-      duration: { intervalSeconds: 0.5, maxIterations: 10_000 },
-    },
-  });
+  const put = await json(control, 'PUT', '/experiments/ab', endlessAb('ab', 0.5));
   assert.equal(put.status, 201, JSON.stringify(put.body));
   await waitFor('the 50/50 split on the proxy', async () => (await json(proxyAdmin, 'GET', '/routes/shop')).body.weights.v2 === 50);
 
@@ -87,35 +73,16 @@ test('SENTINEL FAILOVER during an experiment: proxy and control follow the new m
     }
   })();
 
-  let completed = 0;
-  const failures: string[] = [];
-  let loading = true;
-  const load = Promise.all(
-    Array.from({ length: 8 }, async () => {
-      while (loading) {
-        try {
-          const r = await traffic.request({ path: '/', method: 'GET' });
-          await r.body.dump();
-          if (r.statusCode === 200) completed++;
-          else failures.push(`HTTP ${r.statusCode}`);
-        } catch (err) {
-          failures.push((err as Error).message);
-          // A closed pool rejects at once: never spin without yielding to the event loop.
-          await new Promise((r) => setTimeout(r, 10));
-        }
-      }
-    }),
-  );
+  const load = steadyLoad(t, traffic, 8);
   t.after(async () => {
-    loading = false;
     watching = false;
-    await Promise.all([load, watcher]);
+    await watcher;
   });
 
   await waitFor('an iteration under load before the failover', async () => (await status()).iteration >= 2, 10_000, 100);
   await new Promise((r) => setTimeout(r, 1000));
   const beforeFailover = await status();
-  lap(`failover starts at iteration ${beforeFailover.iteration}, ${completed} requests so far`);
+  lap(`failover starts at iteration ${beforeFailover.iteration}, ${load.ok} requests so far`);
 
   const { newMasterPort, ms } = await sentinels.failover();
   assert.equal(newMasterPort, sentinels.replica.port);
@@ -134,10 +101,10 @@ test('SENTINEL FAILOVER during an experiment: proxy and control follow the new m
 
   // Load continues a few seconds on the new master.
   await new Promise((r) => setTimeout(r, 2500));
-  loading = false;
-  await load;
-  lap(`load stopped: ${completed} requests completed, ${failures.length} failed`);
-  assert.deepEqual(failures.slice(0, 5), [], `${failures.length} client requests failed`);
+  await load.stop();
+  const completed = load.ok;
+  lap(`load stopped: ${completed} requests completed, ${load.failures.length} failed`);
+  assert.deepEqual(load.failures.slice(0, 5), [], `${load.failures.length} client requests failed`);
 
   const advanced = await waitFor(
     'the experiment iterating on the new master',
