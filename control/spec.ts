@@ -5,11 +5,11 @@
  * The rules and defaults are documented in docs/experiments.md.
  */
 import { readFileSync } from 'node:fs';
-import { parseDocument } from 'yaml';
+import { parseYaml } from '../common/yaml.js';
 import { SluiceError } from '../common/errors.js';
 import {
   Problems, deepFreeze, expected, httpUrl, join, mapping, namedList, optList, optMapping,
-  osReason, plural, readBool, readEnum, readInt, readName, yamlDetail,
+  osReason, plural, readBool, readEnum, readInt, readName,
 } from '../common/validation.js';
 import { validateWeights } from '../proxy/config.js';
 import { readMetricSpecs } from './metrics/validate.js';
@@ -109,12 +109,7 @@ export function defaultSeed(name: string): number {
 }
 
 function parseNamed(text: string, label: string): ExperimentDoc {
-  const doc = parseDocument(text);
-  if (doc.errors.length > 0) {
-    const n = doc.errors.length;
-    throw new SluiceError('SLUICE_EXPERIMENT_INVALID', `${label} is not valid YAML or JSON (${plural(n, 'problem')})`, doc.errors.map(yamlDetail));
-  }
-  return validateExperiment(doc.toJS());
+  return validateExperiment(parseYaml(text, 'SLUICE_EXPERIMENT_INVALID', `${label} is not valid YAML or JSON`));
 }
 
 // ---------------------------------------------------------------- problems

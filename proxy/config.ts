@@ -5,9 +5,9 @@
  */
 import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import { parseDocument } from 'yaml';
 import { SluiceError } from '../common/errors.js';
 import type { ErrorDetail } from '../common/errors.js';
+import { parseYaml } from '../common/yaml.js';
 import type {
   AdminConfig,
   ListenAddress,
@@ -24,9 +24,10 @@ import type {
   VersionConfig,
 } from './config-types.js';
 import { parseDuration, parseSize } from './duration.js';
+import { normalisePath, prefixKey } from './path.js';
 import {
   Problems, deepFreeze, describe, expected, expectedText, httpUrl, index, isObj, join, mapping, namedList, optList, optMapping,
-  osReason, plural, readBool, readEnum, readInt, readName, typeOf, yamlDetail, type Obj,
+  osReason, plural, readBool, readEnum, readInt, readName, typeOf, type Obj,
 } from '../common/validation.js';
 
 export type LoadOptions = {
@@ -112,12 +113,7 @@ export function validateWeights(
 
 function parseNamed(text: string, opts: LoadOptions, name: string): SluiceConfig {
   const refs = protectRefs(text);
-  const doc = parseDocument(refs.text);
-  if (doc.errors.length > 0) {
-    const n = doc.errors.length;
-    throw new SluiceError('SLUICE_CONFIG_INVALID', `${name} is not valid YAML (${plural(n, 'problem')})`, doc.errors.map(yamlDetail));
-  }
-  return validateNamed(refs.restore(doc.toJS()), opts, name);
+  return validateNamed(refs.restore(parseYaml(refs.text, 'SLUICE_CONFIG_INVALID', `${name} is not valid YAML`)), opts, name);
 }
 
 // ---------------------------------------------------------------- ${VAR} protection while parsing
@@ -450,6 +446,12 @@ function readPathPrefix(p: Problems, v: unknown, path: string): string {
   if (typeof v !== 'string') return expected(p, path, 'a path starting with "/"', v, '/');
   if (!v.startsWith('/')) return p.reject(path, `must start with "/", got ${JSON.stringify(v)}`, '/');
   if (/[?#\s]/.test(v)) return p.reject(path, `must not contain "?", "#" or whitespace, got ${JSON.stringify(v)}`, '/');
+  // Requests are matched after normalisation (path.ts): a prefix in another form could never match.
+  const normal = normalisePath(v);
+  if (normal === null) return p.reject(path, `is not a valid path (malformed escape or hidden dot segment), got ${JSON.stringify(v)}`, '/');
+  if (prefixKey(normal) !== prefixKey(v)) {
+    return p.reject(path, `must be written normalised (no ".", ".." or empty segments, no escaped letters or digits): ${JSON.stringify(normal)}, got ${JSON.stringify(v)}`, '/');
+  }
   return v;
 }
 
