@@ -25,6 +25,7 @@ export const ERRORS = {
   SLUICE_UPSTREAM_ERROR: { status: 502, message: 'the upstream version failed' },
   SLUICE_UNAUTHORIZED: { status: 401, message: 'a valid bearer token is required' },
   SLUICE_BAD_REQUEST: { status: 400, message: 'the request is invalid' },
+  SLUICE_PATH_INVALID: { status: 400, message: 'the request path is malformed or hides a dot segment' },
   SLUICE_NOT_FOUND: { status: 404, message: 'not found' },
   SLUICE_INTERNAL: { status: 500, message: 'internal error' },
   SLUICE_LISTEN: { status: 500, message: 'cannot listen on the configured address' },

@@ -12,6 +12,7 @@ import { ForwardHandler, type ForwardSettings } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { getCookie } from './match.js';
 import { fireShadows, planMirrors } from './mirror.js';
+import { normalisePath } from './path.js';
 import type { RouteState, RoutingTable } from './routing-table.js';
 import { SLOT_COUNT, slotOfKey } from './slots.js';
 
@@ -72,8 +73,11 @@ export function createRequestHandler(ctx: TrafficContext) {
     const req = request.raw;
     const res = reply.raw;
     reply.hijack();
-    const url = originForm(req.url ?? '/');
-    if (url === null) return sendError(res, new SluiceError('SLUICE_BAD_REQUEST', 'request target must be a path'));
+    const target = originForm(req.url ?? '/');
+    if (target === null) return sendError(res, new SluiceError('SLUICE_BAD_REQUEST', 'request target must be a path'));
+    // Matched and forwarded as the upstream will read it, so dot segments cannot leave the route or base path.
+    const url = normalisePath(target);
+    if (url === null) return sendError(res, new SluiceError('SLUICE_PATH_INVALID'));
     const state = ctx.table().match(req.headers.host, url);
     if (state === null) return sendError(res, new SluiceError('SLUICE_ROUTE_NOT_FOUND', `no route matches ${url}`));
 

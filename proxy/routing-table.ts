@@ -8,6 +8,7 @@
 import type { Pool } from 'undici';
 import type { MirrorConfig, RouteConfig, StickyConfig, TimeoutsConfig } from './config-types.js';
 import { compileRule, type RulePredicate } from './match.js';
+import { prefixKey, underPrefix } from './path.js';
 import { initialSlots, reassignSlots } from './slots.js';
 import type { StatsRegistry, VersionStats } from './stats.js';
 import type { Upstreams } from './upstreams.js';
@@ -46,6 +47,8 @@ export interface CompiledRoute {
   /** For `*.example.com`: `.example.com`. */
   readonly hostSuffix: string | null;
   readonly pathPrefix: string;
+  /** `pathPrefix` without its trailing slash ('' for the root), compared on segment boundaries. */
+  readonly prefixKey: string;
   readonly versions: readonly Version[];
   readonly byName: ReadonlyMap<string, Version>;
   readonly rules: readonly Rule[];
@@ -82,6 +85,7 @@ export function compileRoute(config: RouteConfig, upstreams: Upstreams, stats: S
     host: host !== null && !host.startsWith('*.') ? host : null,
     hostSuffix: host !== null && host.startsWith('*.') ? host.slice(1) : null,
     pathPrefix: config.pathPrefix,
+    prefixKey: prefixKey(config.pathPrefix),
     versions,
     byName,
     rules: config.rules.map((r) => ({ test: compileRule(r), version: byName.get(r.version)! })),
@@ -141,7 +145,10 @@ export class RoutingTable {
     return this.#byName.get(name);
   }
 
-  /** First route whose host and path prefix match; `hostHeader` may carry a port. */
+  /**
+   * First route whose host and path prefix match; `hostHeader` may carry a
+   * port. `url` must be normalised (path.ts) for the prefix test to mean anything.
+   */
   match(hostHeader: string | undefined, url: string): RouteState | null {
     const host = this.#matchesHost ? normaliseHost(hostHeader) : '';
     const states = this.#states;
@@ -149,8 +156,9 @@ export class RoutingTable {
       const s = states[i]!;
       const r = s.route;
       if (r.host !== null && r.host !== host) continue;
-      if (r.hostSuffix !== null && !host.endsWith(r.hostSuffix)) continue;
-      if (url.startsWith(r.pathPrefix)) return s;
+      // Longer than the suffix: `*.example.org` needs a label before `.example.org`.
+      if (r.hostSuffix !== null && (host.length <= r.hostSuffix.length || !host.endsWith(r.hostSuffix))) continue;
+      if (underPrefix(url, r.prefixKey)) return s;
     }
     return null;
   }
@@ -170,5 +178,7 @@ function normaliseHost(h: string | undefined): string {
     const colon = h.lastIndexOf(':');
     if (colon !== -1) end = colon;
   }
+  // `a.example.org.` (fully qualified) names the same host as `a.example.org`.
+  if (end > 0 && h.charCodeAt(end - 1) === 46 /* . */) end--;
   return h.slice(0, end).toLowerCase();
 }

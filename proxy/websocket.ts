@@ -10,6 +10,7 @@ import { SluiceError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { KEYLESS, originForm, pick, versionIndex } from './handle-request.js';
 import { upstreamRequestHeaders } from './headers.js';
+import { normalisePath } from './path.js';
 import type { RoutingTable } from './routing-table.js';
 import { classifyUpstreamError } from './upstream-errors.js';
 
@@ -23,7 +24,8 @@ export function createUpgradeHandler(ctx: UpgradeContext) {
   return function handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): void {
     const startMs = performance.now();
     socket.on('error', () => socket.destroy());
-    const url = originForm(req.url ?? '/');
+    const requestTarget = originForm(req.url ?? '/');
+    const url = requestTarget === null ? null : normalisePath(requestTarget);
     const state = url === null ? null : ctx.table().match(req.headers.host, url);
     if (url === null || state === null) return refuse(socket, new SluiceError('SLUICE_ROUTE_NOT_FOUND'));
     const picked = pick(state, req.headers, url);
