@@ -24,6 +24,7 @@ import type {
   VersionConfig,
 } from './config-types.js';
 import { parseDuration, parseSize } from './duration.js';
+import { compileRuleRegex } from './match.js';
 import { normalisePath, prefixKey } from './path.js';
 import {
   Problems, deepFreeze, describe, expected, expectedText, httpUrl, index, isObj, join, mapping, namedList, optList, optMapping,
@@ -564,11 +565,9 @@ function readValueMatch(p: Problems, v: unknown, path: string): ValueMatch | nul
 
 function readRegex(p: Problems, v: unknown, path: string): ValueMatch | null {
   if (typeof v !== 'string') return expected(p, path, 'a regular expression string', v, null);
-  try {
-    return { kind: 'regex', regex: new RegExp(v), source: v };
-  } catch (err) {
-    return p.reject(path, (err as Error).message, null);
-  }
+  // Client-controlled values meet this regex: only patterns that match in linear time (match.ts).
+  const regex = compileRuleRegex(v);
+  return typeof regex === 'string' ? p.reject(path, regex, null) : { kind: 'regex', regex, source: v };
 }
 
 // ---------------------------------------------------------------- sticky and mirror
