@@ -5,7 +5,7 @@
  *  - the API's JSON errors (`{ error: { code, message, details } }`) become
  *    `sluice: message [CODE]` plus one `path: message` line per detail;
  *  - a refused connection names the URL and how to point the CLI elsewhere;
- *  - a 401 adds a hint about `--token` / `SLUICE_TOKEN`.
+ *  - a 401 adds a hint about `--token-file` / `--token` / `SLUICE_TOKEN_FILE` / `SLUICE_TOKEN`.
  */
 import { Pool } from 'undici';
 import type { ErrorDetail } from '../common/errors.js';
@@ -294,8 +294,8 @@ export class AdminClient {
     if (status === 401) {
       hint =
         this.#token === null
-          ? 'hint: this admin API requires a token: pass --token <token> or set SLUICE_TOKEN'
-          : 'hint: the token was rejected: check --token / SLUICE_TOKEN against the admin token Sluice runs with';
+          ? 'hint: this admin API requires a token: pass --token-file <file> or --token <token>, or set SLUICE_TOKEN_FILE or SLUICE_TOKEN'
+          : 'hint: the token was rejected: check --token-file / --token / SLUICE_TOKEN_FILE / SLUICE_TOKEN against the admin token Sluice runs with';
     }
     return new ApiError(status, code, message, details, hint);
   }

@@ -30,6 +30,9 @@ import { RedisStore } from '../control/store/redis-store.js';
 import type { ListenAddress, SluiceConfig } from '../proxy/config-types.js';
 import { createBaseRegistry } from '../proxy/metrics.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
+import { redisSecret, withoutSecrets } from '../control/tasks/env.js';
+import { listenOrExplain } from './run-sluice.js';
+import { requireTokenBeyondLoopback } from './secrets.js';
 import { RouteSync } from '../proxy/route-sync.js';
 import { defaultReplicaId, StatsPublisher } from '../proxy/stats-publisher.js';
 
@@ -65,6 +68,7 @@ export interface RunningProxy extends RunningProcess {
 }
 
 export async function runProxy(config: SluiceConfig, shared: SharedOptions): Promise<RunningProxy> {
+  requireTokenBeyondLoopback('admin API', config.admin.listen, config.admin.token);
   const { log } = shared;
   const keys = new RedisKeys(shared.prefix);
   const proxy = new ProxyServer(config, log);
@@ -77,8 +81,8 @@ export async function runProxy(config: SluiceConfig, shared: SharedOptions): Pro
   registerRoutesApi(admin, proxy, async () => {
     throw new SluiceError('SLUICE_NOT_LEADER', 'in Redis mode weights are set on the control plane (sluice control, port 9902), which every proxy follows');
   });
-  await proxy.listen();
-  await admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port });
+  await listenOrExplain('traffic', config.listen, () => proxy.listen());
+  await listenOrExplain('admin', config.admin.listen, () => admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port }));
   await sync.start();
   publisher.start();
   const trafficUrl = urlOf(proxy.app).replace('0.0.0.0', '127.0.0.1');
@@ -113,6 +117,8 @@ export interface ControlOptions extends SharedOptions {
    */
   readonly proxyUrl?: string | null;
   readonly pinToken?: string | null;
+  /** The operator's opt-in to exec tasks (--allow-exec, SLUICE_ALLOW_EXEC=1); off by default. */
+  readonly allowExec?: boolean;
 }
 
 export interface RunningControl extends RunningProcess {
@@ -121,6 +127,7 @@ export interface RunningControl extends RunningProcess {
 }
 
 export async function runControl(opts: ControlOptions): Promise<RunningControl> {
+  requireTokenBeyondLoopback('control API', opts.adminListen, opts.token);
   const { log } = opts;
   const keys = new RedisKeys(opts.prefix);
   const redis = connect(opts.redisUrl, 'sluice-control');
@@ -129,6 +136,7 @@ export async function runControl(opts: ControlOptions): Promise<RunningControl> 
   const epoch = () => (leader.isLeader ? leader.epoch : null);
   const router = new RedisRouter(redis, keys, epoch);
   const aggregates = new RedisAggregates(redis, keys);
+  const pinToken = opts.pinToken ?? (process.env.SLUICE_PIN_TOKEN || null);
   const latest = new Map<string, ExperimentRecord>();
   const scheduler = new Scheduler({
     store: new RedisStore(redis, keys, epoch),
@@ -138,7 +146,9 @@ export async function runControl(opts: ControlOptions): Promise<RunningControl> 
     onChange: (r) => latest.set(r.doc.name, r),
     onDelete: (name) => latest.delete(name),
     proxyUrl: () => opts.proxyUrl ?? process.env.SLUICE_PROXY_URL ?? null,
-    pinToken: opts.pinToken ?? (process.env.SLUICE_PIN_TOKEN || null),
+    pinToken,
+    env: withoutSecrets(process.env, [opts.token, pinToken, redisSecret(opts.redisUrl)]),
+    allowExec: opts.allowExec === true,
   });
   registerExperimentMetrics(registry, () => latest.values());
   leader.onChange((isLeader) => {
@@ -160,7 +170,7 @@ export async function runControl(opts: ControlOptions): Promise<RunningControl> 
   registerExperimentsApi(admin, scheduler, router);
   registerControlRoutesApi(admin, router, aggregates, scheduler);
   admin.get('/leader', async () => ({ leader: leader.isLeader, epoch: leader.epoch }));
-  await admin.listen({ host: opts.adminListen.host, port: opts.adminListen.port });
+  await listenOrExplain('control', opts.adminListen, () => admin.listen({ host: opts.adminListen.host, port: opts.adminListen.port }));
   leader.start();
   log.info({ admin: urlOf(admin) }, 'sluice control started');
   return {

@@ -17,6 +17,8 @@ import { SluiceError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { SluiceConfig } from '../proxy/config-types.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
+import { redisSecret, withoutSecrets } from '../control/tasks/env.js';
+import { requireTokenBeyondLoopback } from './secrets.js';
 
 export interface RunningSluice {
   readonly proxy: ProxyServer;
@@ -29,7 +31,13 @@ export interface RunningSluice {
   close(): Promise<void>;
 }
 
-export async function runSluice(config: SluiceConfig, log: Logger): Promise<RunningSluice> {
+export interface RunOptions {
+  /** The operator's opt-in to exec tasks (--allow-exec, SLUICE_ALLOW_EXEC=1); off by default. */
+  readonly allowExec?: boolean;
+}
+
+export async function runSluice(config: SluiceConfig, log: Logger, opts: RunOptions = {}): Promise<RunningSluice> {
+  requireTokenBeyondLoopback('admin API', config.admin.listen, config.admin.token);
   const proxy = new ProxyServer(config, log);
   const admin = createAdminServer({
     token: config.admin.token,
@@ -48,6 +56,8 @@ export async function runSluice(config: SluiceConfig, log: Logger): Promise<Runn
     onDelete: (name) => latest.delete(name),
     proxyUrl: () => (proxy.app.server.listening ? urlOf(proxy.app) : null),
     pinToken: proxy.pinToken,
+    env: withoutSecrets(process.env, [config.admin.token, proxy.pinToken, redisSecret(config.store.redis)]),
+    allowExec: opts.allowExec === true,
   });
   registerExperimentMetrics(proxy.metrics, () => latest.values());
   registerExperimentsApi(admin, scheduler, router);
@@ -79,7 +89,7 @@ export async function runSluice(config: SluiceConfig, log: Logger): Promise<Runn
   };
 }
 
-async function listenOrExplain(what: string, at: { host: string; port: number }, listen: () => Promise<unknown>): Promise<void> {
+export async function listenOrExplain(what: string, at: { host: string; port: number }, listen: () => Promise<unknown>): Promise<void> {
   try {
     await listen();
   } catch (err) {

@@ -4,10 +4,11 @@
 import { Command, Option } from 'commander';
 import { formatDetails, SluiceError } from '../common/errors.js';
 import { createLogger, type Logger } from '../common/logger.js';
-import { isLoopback, loadConfig, parseListen } from '../proxy/config.js';
+import { loadConfig, parseListen } from '../proxy/config.js';
 import { runControl, runProxy } from './run-shared.js';
 import { registerClientCommands } from './commands/index.js';
 import { runSluice } from './run-sluice.js';
+import { allowExec, requireTokenBeyondLoopback, resolveToken, tokenOverride } from './secrets.js';
 
 const program = new Command()
   .name('sluice')
@@ -19,16 +20,19 @@ interface ServeFlags {
   listen?: string;
   adminListen?: string;
   token?: string;
+  tokenFile?: string;
   redis?: string;
   redisPrefix?: string;
   logLevel?: string;
+  allowExec?: boolean;
 }
 
 function withServeOptions(cmd: Command): Command {
   return cmd
     .option('--listen <host:port>', 'traffic listener (default 0.0.0.0:8080; env SLUICE_LISTEN)')
     .option('--admin-listen <host:port>', 'admin API listener (default 127.0.0.1:9901; env SLUICE_ADMIN_LISTEN)')
-    .addOption(new Option('--token <token>', 'admin API bearer token (env SLUICE_TOKEN)'))
+    .addOption(new Option('--token <token>', 'admin API bearer token (env SLUICE_TOKEN); visible in ps: prefer --token-file'))
+    .option('--token-file <file>', 'read the admin API token from a file (env SLUICE_TOKEN_FILE)')
     .option('--redis <url>', 'Redis URL for shared state: redis://, rediss:// or sentinel://host:port,host:port/master (env SLUICE_REDIS_URL)')
     .option('--redis-prefix <prefix>', 'key prefix in Redis, to share one Redis between installations (env SLUICE_REDIS_PREFIX, default sluice:)')
     .option('--log-level <level>', 'fatal|error|warn|info|debug|trace|silent (env SLUICE_LOG_LEVEL)');
@@ -36,7 +40,7 @@ function withServeOptions(cmd: Command): Command {
 
 function loadServeConfig(opts: ServeFlags) {
   return loadConfig(opts.config, {
-    overrides: { listen: opts.listen, adminListen: opts.adminListen, token: opts.token, redis: opts.redis, logLevel: opts.logLevel },
+    overrides: { listen: opts.listen, adminListen: opts.adminListen, token: tokenOverride(opts), redis: opts.redis, logLevel: opts.logLevel },
   });
 }
 
@@ -70,21 +74,27 @@ withServeOptions(
   program
     .command('start')
     .description('run proxy and control plane in one process: in-memory, or against Redis with --redis (control API then on 127.0.0.1:9902)')
-    .requiredOption('-c, --config <file>', 'sluice.yaml'),
+    .requiredOption('-c, --config <file>', 'sluice.yaml')
+    .option('--allow-exec', 'let experiments run exec tasks (commands) in this process (env SLUICE_ALLOW_EXEC=1); off by default'),
 ).action(async (opts: ServeFlags) => {
   const config = loadServeConfig(opts);
+  const exec = allowExec(opts.allowExec);
   const log = createLogger(config.logLevel);
   if (config.store.redis === null) {
-    const running = await runSluice(config, log);
+    const running = await runSluice(config, log, { allowExec: exec });
     return serveUntilSignal(log, () => running.close());
   }
   const shared = { redisUrl: config.store.redis, prefix: prefixOf(opts), log };
-  const proxy = await runProxy(config, shared);
   // The proxy's admin API keeps 9901 (SLUICE_ADMIN_LISTEN); the control API goes to 9902 (SLUICE_CONTROL_LISTEN).
-  const control = await runControl({ ...shared, adminListen: controlListen(process.env.SLUICE_CONTROL_LISTEN ?? '127.0.0.1:9902'),
+  const controlAt = controlListen(process.env.SLUICE_CONTROL_LISTEN ?? '127.0.0.1:9902');
+  // Before anything listens: a refused control API must not leave a proxy half started.
+  requireTokenBeyondLoopback('control API', controlAt, config.admin.token);
+  const proxy = await runProxy(config, shared);
+  const control = await runControl({ ...shared, adminListen: controlAt,
     token: config.admin.token,
     proxyUrl: proxy.trafficUrl,
     pinToken: proxy.proxy.pinToken,
+    allowExec: exec,
   });
   serveUntilSignal(log, async () => {
     await control.close();
@@ -111,20 +121,21 @@ program
   .option('--redis <url>', 'Redis URL (env SLUICE_REDIS_URL)')
   .option('--redis-prefix <prefix>', 'key prefix in Redis (env SLUICE_REDIS_PREFIX, default sluice:)')
   .option('--admin-listen <host:port>', 'admin API listener (default 127.0.0.1:9902; env SLUICE_ADMIN_LISTEN)')
-  .addOption(new Option('--token <token>', 'admin API bearer token (env SLUICE_TOKEN)'))
+  .addOption(new Option('--token <token>', 'admin API bearer token (env SLUICE_TOKEN); visible in ps: prefer --token-file'))
+  .option('--token-file <file>', 'read the admin API token from a file (env SLUICE_TOKEN_FILE)')
+  .option('--allow-exec', 'let experiments run exec tasks (commands) in this process (env SLUICE_ALLOW_EXEC=1); off by default')
   .option('--log-level <level>', 'log level (env SLUICE_LOG_LEVEL)')
   .option('--lease-ttl <ms>', 'leader lease in milliseconds; failover takes about this plus a third of it (default 5000)')
-  .action(async (opts: { redis?: string; redisPrefix?: string; adminListen?: string; token?: string; logLevel?: string; leaseTtl?: string }) => {
+  .action(async (opts: { redis?: string; redisPrefix?: string; adminListen?: string; token?: string; tokenFile?: string; allowExec?: boolean; logLevel?: string; leaseTtl?: string }) => {
     const redisUrl = opts.redis ?? process.env.SLUICE_REDIS_URL;
     if (!redisUrl) throw new SluiceError('SLUICE_CONFIG_INVALID', 'sluice control needs shared state', [{ path: 'redis', message: 'give --redis URL or SLUICE_REDIS_URL' }]);
-    const token = opts.token ?? (process.env.SLUICE_TOKEN || null);
+    const token = resolveToken(opts);
     const adminListen = controlListen(opts.adminListen ?? process.env.SLUICE_ADMIN_LISTEN ?? '127.0.0.1:9902');
-    if (!isLoopback(adminListen.host) && token === null) {
-      throw new SluiceError('SLUICE_CONFIG_INVALID', 'admin API beyond loopback needs a token', [{ path: 'token', message: `an admin listener on ${adminListen.host} needs --token or SLUICE_TOKEN` }]);
-    }
+    requireTokenBeyondLoopback('control API', adminListen, token);
+    const exec = allowExec(opts.allowExec);
     const log = createLogger(opts.logLevel ?? process.env.SLUICE_LOG_LEVEL ?? 'info');
     const leaseTtlMs = opts.leaseTtl === undefined ? undefined : Number(opts.leaseTtl);
-    const running = await runControl({ redisUrl, prefix: prefixOf(opts), log, adminListen, token, leaseTtlMs });
+    const running = await runControl({ redisUrl, prefix: prefixOf(opts), log, adminListen, token, leaseTtlMs, allowExec: exec });
     serveUntilSignal(log, () => running.close());
   });
 

@@ -43,6 +43,7 @@ export const ERRORS = {
   SLUICE_TASK_FAILED: { status: 500, message: 'an experiment task failed' },
   SLUICE_TASK_TIMEOUT: { status: 504, message: 'an experiment task did not finish in time' },
   SLUICE_TASK_HTTP: { status: 502, message: 'a task\'s HTTP request failed or was answered with an error status' },
+  SLUICE_EXEC_DISABLED: { status: 403, message: 'exec tasks are disabled in this control plane' },
 } as const satisfies Record<string, ErrorDef>;
 
 export type ErrorCode = keyof typeof ERRORS;

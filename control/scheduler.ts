@@ -27,7 +27,7 @@ import type { MetricReading } from './metrics/types.js';
 import { allTo } from './next-weights.js';
 import type { AggregateSource, ExperimentRecord, ExperimentStore, TrafficRouter } from './ports.js';
 import type { ExperimentDoc, TaskSpec } from './spec-types.js';
-import { runTask } from './tasks/index.js';
+import { refuseExecUnlessAllowed, runTask } from './tasks/index.js';
 import type { TaskContext, TaskPhase, TaskRun } from './tasks/types.js';
 
 export interface SchedulerOptions {
@@ -44,6 +44,8 @@ export interface SchedulerOptions {
   readonly pinToken?: string | null;
   /** Where {{env.NAME}} and tokens come from; default process.env. */
   readonly env?: Readonly<Record<string, string | undefined>>;
+  /** The operator's opt-in to exec tasks (--allow-exec, SLUICE_ALLOW_EXEC=1): without it they are refused. */
+  readonly allowExec?: boolean;
   /** Reads the custom metrics of an iteration; default: the sources in control/metrics. */
   readonly readMetrics?: typeof readAllMetrics;
 }
@@ -88,6 +90,7 @@ export class Scheduler {
   /** Creates and starts an experiment. Refused (409) while another is active on the same route. */
   apply(doc: ExperimentDoc): Promise<ExperimentRecord> {
     return this.#serial(doc.name, async () => {
+      refuseExecUnlessAllowed(doc, this.opts.allowExec === true);
       const spec = doc.spec;
       const existing = await this.opts.store.get(doc.name);
       if (existing !== null && ACTIVE.has(existing.status.state)) {
@@ -239,6 +242,7 @@ export class Scheduler {
       proxyUrl: this.opts.proxyUrl?.() ?? null,
       pinToken: this.opts.pinToken ?? null,
       env: this.#env(),
+      allowExec: this.opts.allowExec === true,
       log: this.opts.log,
     };
   }

@@ -8,6 +8,7 @@ import { Pool } from 'undici';
 import { createLogger } from '../common/logger.js';
 import { validateConfig } from '../proxy/config.js';
 import { runSluice, type RunningSluice } from '../cli/run-sluice.js';
+import { tokenOverride } from '../cli/secrets.js';
 import type { ExperimentStatus } from '../control/lifecycle.js';
 import { validateExperiment } from '../control/spec.js';
 import { startSampleApp, type SampleApp } from './sample-app.js';
@@ -34,7 +35,7 @@ export async function runDemo(opts: DemoOptions): Promise<ExperimentStatus> {
     admin: { listen: '127.0.0.1:9901' },
     logLevel: 'warn',
     routes: [{ name: 'checkout', versions: apps.map((a) => ({ name: a.name, url: a.url })), weights: { v1: 100 } }],
-  });
+  }, { overrides: { token: tokenOverride({}) } });
   const sluice = await runSluice(config, createLogger(config.logLevel));
   out(`Sluice: traffic ${sluice.trafficUrl}, admin ${sluice.adminUrl}`);
   out(`versions: v1 ${apps[0]!.url} (current), v2 ${apps[1]!.url}, v3 ${apps[2]!.url}`);

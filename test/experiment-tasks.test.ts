@@ -24,7 +24,7 @@ interface Setup {
 
 async function setup(t: TestContext, apps: SampleAppOptions[]): Promise<Setup> {
   const started = await Promise.all(apps.map((a) => startSampleApp(a)));
-  const sluice = await startSluice({ routes: [{ name: 'shop', versions: started.map((a) => ({ name: a.name, url: a.url })) }] });
+  const sluice = await startSluice({ routes: [{ name: 'shop', versions: started.map((a) => ({ name: a.name, url: a.url })) }] }, { allowExec: true });
   const admin = new Pool(sluice.adminUrl, { connections: 2 });
   t.after(async () => {
     await admin.close();

@@ -8,7 +8,7 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import type { TestContext } from 'node:test';
 import { Pool } from 'undici';
-import { runSluice, type RunningSluice } from '../cli/run-sluice.js';
+import { runSluice, type RunningSluice, type RunOptions } from '../cli/run-sluice.js';
 import { silentLogger } from '../common/logger.js';
 import { validateConfig } from '../proxy/config.js';
 
@@ -72,9 +72,9 @@ export async function refusingUrl(): Promise<string> {
 }
 
 /** Starts Sluice in-process on ephemeral loopback ports with a config object (as it would be in sluice.yaml). */
-export async function startSluice(config: Record<string, unknown>): Promise<RunningSluice> {
+export async function startSluice(config: Record<string, unknown>, opts: RunOptions = {}): Promise<RunningSluice> {
   const full = { listen: '127.0.0.1:0', admin: { listen: '127.0.0.1:0' }, ...config };
-  return runSluice(validateConfig(full, { env: {} }), silentLogger());
+  return runSluice(validateConfig(full, { env: {} }), silentLogger(), opts);
 }
 
 /** Polls `check` until it returns a truthy value or the deadline passes (then throws with `what`). */

@@ -25,7 +25,7 @@ test('Redis mode: the control replica running a finish task is SIGKILLed; the ne
   const prefix = `tasks${process.pid}:`;
   const [trafficPort, proxyAdminPort, firstPort, secondPort] = await Promise.all(Array.from({ length: 4 }, freePort));
   sluice(t, ['proxy', '-c', config, '--redis', redis.url, '--redis-prefix', prefix, '--listen', `127.0.0.1:${trafficPort}`, '--admin-listen', `127.0.0.1:${proxyAdminPort}`]);
-  const control = (port: number) => sluice(t, ['control', '--redis', redis.url, '--redis-prefix', prefix, '--admin-listen', `127.0.0.1:${port}`, '--lease-ttl', '1500']);
+  const control = (port: number) => sluice(t, ['control', '--redis', redis.url, '--redis-prefix', prefix, '--admin-listen', `127.0.0.1:${port}`, '--lease-ttl', '1500', '--allow-exec']);
   const first = control(firstPort!);
   const api1 = new Pool(`http://127.0.0.1:${firstPort}`, { connections: 2 });
   const api2 = new Pool(`http://127.0.0.1:${secondPort}`, { connections: 2 });

@@ -50,7 +50,7 @@ describe('sluice report --html', () => {
   before(async () => {
     upstreams.push(...(await Promise.all([startUpstream('v1'), startUpstream('v2')])));
     const versions = upstreams.map((u, i) => ({ name: `v${i + 1}`, url: u.url }));
-    sluice = await startSluice({ routes: [{ name: 'shop', versions }, { name: 'other', versions }] });
+    sluice = await startSluice({ routes: [{ name: 'shop', versions }, { name: 'other', versions }] }, { allowExec: true });
     admin = new Pool(sluice.adminUrl, { connections: 2 });
     for (const [name, spec] of [['ab-report', QUICK_AB], ['not-yet', IDLE]] as const) {
       const put = await call('PUT', `/experiments/${name}`, { kind: 'Experiment', name, spec });

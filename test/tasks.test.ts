@@ -63,7 +63,7 @@ function completed(doc: ExperimentDoc): ExperimentStatus {
 }
 
 function context(doc: ExperimentDoc, over: Partial<TaskRunContext> = {}): TaskRunContext {
-  return { doc, status: completed(doc), versionUrls: {}, proxyUrl: null, pinToken: null, env: {}, log: silentLogger(), ...over };
+  return { doc, status: completed(doc), versionUrls: {}, proxyUrl: null, pinToken: null, env: {}, allowExec: true, log: silentLogger(), ...over };
 }
 
 /** Validates one task (as the only task of `phase`) and runs it. */

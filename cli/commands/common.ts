@@ -6,21 +6,24 @@
 import { type Command, Option } from 'commander';
 import { formatDetails, SluiceError } from '../../common/errors.js';
 import { AdminClient, CliError, DEFAULT_ADMIN_URL, EXIT } from '../client.js';
+import { resolveToken } from '../secrets.js';
 
 export interface ClientOptions {
   admin?: string;
   token?: string;
+  tokenFile?: string;
 }
 
 export interface OutputOptions {
   output: 'text' | 'json';
 }
 
-/** `--admin URL` (env SLUICE_ADMIN_URL) and `--token` (env SLUICE_TOKEN). */
+/** `--admin URL` (env SLUICE_ADMIN_URL) and `--token` / `--token-file` (env SLUICE_TOKEN / SLUICE_TOKEN_FILE). */
 export function withClientOptions(cmd: Command): Command {
   return cmd
     .option('--admin <url>', `admin API URL (env SLUICE_ADMIN_URL; default ${DEFAULT_ADMIN_URL})`)
-    .option('--token <token>', 'admin API bearer token (env SLUICE_TOKEN)');
+    .option('--token <token>', 'admin API bearer token (env SLUICE_TOKEN); visible in ps: prefer --token-file')
+    .option('--token-file <file>', 'read the admin API token from a file (env SLUICE_TOKEN_FILE)');
 }
 
 export function withOutputOption(cmd: Command): Command {
@@ -29,7 +32,7 @@ export function withOutputOption(cmd: Command): Command {
 
 export function clientFrom(opts: ClientOptions): AdminClient {
   const url = opts.admin ?? nonEmpty(process.env.SLUICE_ADMIN_URL) ?? DEFAULT_ADMIN_URL;
-  const token = opts.token ?? nonEmpty(process.env.SLUICE_TOKEN) ?? null;
+  const token = resolveToken(opts);
   return new AdminClient({ url, token });
 }
 

@@ -8,14 +8,23 @@
  * the end of the experiment kills everything it started, not just its first
  * process: `sh -c 'sleep 30 & wait'` leaves no sleep behind. SIGTERM first,
  * SIGKILL to whatever is left after KILL_GRACE_MS.
+ *
+ * Off unless the operator allows it (`--allow-exec`, SLUICE_ALLOW_EXEC=1): the
+ * right to apply an experiment is not the right to run commands. The command
+ * never sees Sluice's secrets (env.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as delay } from 'node:timers/promises';
+import { SluiceError } from '../../common/errors.js';
 import type { ExperimentStatus } from '../lifecycle.js';
 import type { ExecTaskSpec, ExperimentDoc } from '../spec-types.js';
 import { renderTask, stopError, TaskError, transportReason, within } from './common.js';
+import { execEnvironment } from './env.js';
 import { experimentSummary, taskTemplateVars } from './summary.js';
 import type { TaskImpl } from './types.js';
+
+export const EXEC_DISABLED_MESSAGE =
+  'exec tasks are disabled: they run commands in the control plane for whoever may apply an experiment; the operator enables them with --allow-exec or SLUICE_ALLOW_EXEC=1';
 
 export const CAPTURE_BYTES = 64 * 1024;
 export const KILL_GRACE_MS = 2_000;
@@ -25,12 +34,13 @@ const HINT_CHARS = 500;
 
 export const execTask: TaskImpl<ExecTaskSpec> = {
   async run(spec, ctx) {
+    // Checked here too, not only at apply: in Redis mode the leader that runs it may not be the replica that accepted it.
+    if (ctx.allowExec !== true) throw new SluiceError('SLUICE_EXEC_DISABLED', EXEC_DISABLED_MESSAGE);
     const vars = taskTemplateVars(ctx.doc, ctx.status);
     const args = spec.command.map((a, i) => renderTask(a, vars, ctx.env, `command[${i}]`));
     const shown = args.map((a) => a.masked).join(' ');
     if (ctx.signal.aborted) throw stopError(ctx.signal, `starting ${shown}`);
-    const env: Record<string, string> = {};
-    for (const [k, v] of Object.entries(ctx.env)) if (v !== undefined) env[k] = v;
+    const env = execEnvironment(ctx.env, [ctx.pinToken]);
     Object.assign(env, spec.env, sluiceEnv(ctx.doc, ctx.status, spec.name));
 
     const [file, ...rest] = args.map((a) => a.text);

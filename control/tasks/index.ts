@@ -5,11 +5,11 @@
  * and nothing it returns holds a secret the spec's templates or token refer to.
  * The phases (`if`, `onError`, background load) are the scheduler's.
  */
-import { SluiceError } from '../../common/errors.js';
+import { type ErrorDetail, SluiceError } from '../../common/errors.js';
 import { maskSecrets, secretsOf } from '../metrics/template.js';
-import type { TaskKind, TaskSpec } from '../spec-types.js';
+import type { ExperimentDoc, TaskKind, TaskSpec } from '../spec-types.js';
 import { TaskError, TaskTimeout } from './common.js';
-import { execTask } from './exec.js';
+import { EXEC_DISABLED_MESSAGE, execTask } from './exec.js';
 import { githubTask } from './github.js';
 import { loadTask } from './load.js';
 import { notifyTask } from './notify.js';
@@ -136,4 +136,26 @@ function maskDeep(v: unknown, secrets: readonly string[]): unknown {
   if (Array.isArray(v)) return v.map((x) => maskDeep(x, secrets));
   if (v !== null && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, maskDeep(x, secrets)]));
   return v;
+}
+
+/**
+ * Where an experiment asks for exec tasks, for a control plane that does not
+ * allow them: the apply is refused up front, listing each one, rather than
+ * failing at its finish after the whole run.
+ */
+export function execTaskPaths(doc: ExperimentDoc): ErrorDetail[] {
+  const out: ErrorDetail[] = [];
+  for (const phase of ['start', 'loop', 'finish'] as const) {
+    doc.spec.tasks[phase].forEach((t, i) => {
+      if (t.task === 'exec') out.push({ path: `spec.tasks.${phase}[${i}]`, message: 'exec tasks are disabled on this control plane (--allow-exec or SLUICE_ALLOW_EXEC=1 enables them)' });
+    });
+  }
+  return out;
+}
+
+/** Refuses an experiment with exec tasks unless `allowed` (SLUICE_EXEC_DISABLED, 403, every such task listed). */
+export function refuseExecUnlessAllowed(doc: ExperimentDoc, allowed: boolean): void {
+  if (allowed) return;
+  const paths = execTaskPaths(doc);
+  if (paths.length > 0) throw new SluiceError('SLUICE_EXEC_DISABLED', EXEC_DISABLED_MESSAGE, paths);
 }

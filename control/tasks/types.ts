@@ -37,6 +37,8 @@ export interface TaskContext {
   /** Lets `load` pin a request to a version through the proxy (x-sluice-pin); null: pinning unavailable. */
   readonly pinToken: string | null;
   readonly env: Readonly<Record<string, string | undefined>>;
+  /** Whether the operator allowed exec tasks in this process (--allow-exec, SLUICE_ALLOW_EXEC=1); absent: not allowed. */
+  readonly allowExec?: boolean;
   readonly log: Logger;
   /** Aborted on timeout and when the experiment ends: a task stops promptly and throws. */
   readonly signal: AbortSignal;
