@@ -7,7 +7,7 @@ import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { Dispatcher } from 'undici';
 import { SluiceError } from '../common/errors.js';
-import { PIN_HEADER } from '../common/pin.js';
+import { PIN_HEADER, PinMatcher } from '../common/pin.js';
 import { ForwardHandler, type ForwardSettings } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { getCookie } from './match.js';
@@ -60,14 +60,15 @@ export interface TrafficContext {
 
 
 /** The version a valid pin names (not keyless: pinned load stays out of the sample-ratio check); -1 otherwise. */
-function pinned(state: RouteState, pin: string | string[], prefix: string | null): number {
-  if (prefix === null || typeof pin !== 'string' || !pin.startsWith(prefix)) return -1;
-  return state.route.byName.get(pin.slice(prefix.length))?.index ?? -1;
+function pinned(state: RouteState, pin: string | string[], matcher: PinMatcher | null): number {
+  if (matcher === null || typeof pin !== 'string') return -1;
+  const name = matcher.version(pin);
+  return name === null ? -1 : (state.route.byName.get(name)?.index ?? -1);
 }
 
 export function createRequestHandler(ctx: TrafficContext) {
   const settings = ctx.forward;
-  const pinPrefix = ctx.pinPrefix;
+  const pinMatcher = ctx.pinPrefix === null ? null : new PinMatcher(ctx.pinPrefix);
   return function handleRequest(request: FastifyRequest, reply: FastifyReply): void {
     const startMs = performance.now();
     const req = request.raw;
@@ -82,7 +83,7 @@ export function createRequestHandler(ctx: TrafficContext) {
     if (state === null) return sendError(res, new SluiceError('SLUICE_ROUTE_NOT_FOUND', `no route matches ${url}`));
 
     const pin = req.headers[PIN_HEADER];
-    const pinnedTo = pin === undefined ? -1 : pinned(state, pin, pinPrefix);
+    const pinnedTo = pin === undefined ? -1 : pinned(state, pin, pinMatcher);
     const picked = pinnedTo >= 0 ? pinnedTo : pick(state, req.headers, url);
     const version = state.route.versions[picked & INDEX_MASK]!;
     if (picked >= KEYLESS) version.stats.countKeyless();
