@@ -3,7 +3,7 @@
  */
 import type { FastifyInstance } from 'fastify';
 import { SluiceError } from '../common/errors.js';
-import type { ExperimentRecord, TrafficRouter } from '../control/ports.js';
+import type { ExperimentRecord, RewardEvent as PortRewardEvent, TrafficRouter } from '../control/ports.js';
 import type { Scheduler } from '../control/scheduler.js';
 import { parseExperiment, validateExperiment } from '../control/spec.js';
 
@@ -62,31 +62,39 @@ export function registerExperimentsApi(app: FastifyInstance, scheduler: Schedule
   });
 
   // One event `{ version | key, value }` or a list of them; attributed to the experiment's route.
+  // Every event is checked before any is recorded: a 400 records nothing.
   app.post<{ Params: { name: string }; Body: RewardEvent | RewardEvent[] }>('/experiments/:name/rewards', async (request, reply) => {
+    const at = Date.now();
     const r = await scheduler.get(request.params.name);
     const route = r.doc.spec.route;
-    const events = Array.isArray(request.body) ? request.body : [request.body];
+    const list = Array.isArray(request.body);
+    const events = list ? (request.body as RewardEvent[]) : [request.body as RewardEvent];
     const names = new Set(r.doc.spec.versions.map((v) => v.name));
+    const max = router.maxRewardValue;
     const errors: Array<{ path: string; message: string }> = [];
-    const resolved: Array<[string, number, string | null]> = [];
+    const checked: PortRewardEvent[] = [];
     events.forEach((e, i) => {
-      const at = Array.isArray(request.body) ? `[${i}]` : '';
-      const value = e?.value ?? 1;
-      if (typeof value !== 'number' || !Number.isFinite(value)) errors.push({ path: `${at}value`.replace(/^\./, ''), message: 'must be a finite number' });
-      let version: string | null = null;
-      if (typeof e?.version === 'string') version = e.version;
-      else if (typeof e?.key === 'string') version = router.versionOfKey(route, e.key);
-      else errors.push({ path: `${at}version`, message: 'give "version" or "key"' });
+      const path = (field: string) => (list ? `[${i}].${field}` : field);
+      const before = errors.length;
+      // Absent means a conversion of 1 (documented); null is a value that is not a number.
+      const value = e?.value === undefined ? 1 : e.value;
+      if (typeof value !== 'number' || !Number.isFinite(value)) errors.push({ path: path('value'), message: 'must be a finite number' });
+      else if (Math.abs(value) > max) errors.push({ path: path('value'), message: `must be within ±${max} (rewards.maxValue), got ${value}` });
       const id = e?.id ?? null;
       if (id !== null && (typeof id !== 'string' || id === '' || id.length > MAX_REWARD_ID)) {
-        errors.push({ path: `${at}id`, message: `must be a string of 1..${MAX_REWARD_ID} characters` });
+        errors.push({ path: path('id'), message: `must be a string of 1..${MAX_REWARD_ID} characters` });
       }
-      if (version !== null && !names.has(version)) errors.push({ path: `${at}version`, message: `experiment has no version "${version}"` });
-      else if (version !== null && typeof value === 'number') resolved.push([version, value, typeof id === 'string' ? id : null]);
+      const ok = errors.length === before && typeof value === 'number';
+      const idOk = typeof id === 'string' ? id : null;
+      if (typeof e?.version === 'string') {
+        if (!names.has(e.version)) errors.push({ path: path('version'), message: `experiment has no version "${e.version}"` });
+        else if (ok) checked.push({ version: e.version, value, id: idOk });
+      } else if (typeof e?.key === 'string' && e.key !== '') {
+        if (ok) checked.push({ key: e.key, value, id: idOk });
+      } else errors.push({ path: path('version'), message: 'give "version" or a non-empty "key"' });
     });
     if (errors.length > 0) throw new SluiceError('SLUICE_BAD_REQUEST', 'reward events are invalid', errors);
-    let accepted = 0;
-    for (const [version, value, id] of resolved) if (await router.recordReward(route, version, value, id)) accepted++;
-    return reply.status(202).send({ accepted, duplicates: resolved.length - accepted });
+    // unattributed: keys never seen by a proxy, or forgotten (rewards.exposureRetention): credited to no version.
+    return reply.status(202).send(await router.recordRewards(route, checked, at));
   });
 }

@@ -39,8 +39,11 @@ export function describeVersionStats(s: VersionSnapshot, full: boolean) {
     },
     rewards: s.rewards,
     rewardSum: s.rewardSum,
+    // Snapshots from replicas older than conversion counting carry none.
+    conversions: s.conversions ?? 0,
     statusCounts: s.statusCounts,
     upstreamErrors: s.upstreamErrors,
+    clientErrors: s.clientErrors ?? {},
     mirror: {
       ok: s.mirror.ok ?? 0,
       error: s.mirror.error ?? 0,

@@ -7,8 +7,12 @@
  *   {prefix}experiments                set     names of stored experiments
  *   {prefix}stats:{route}              hash    field {replicaId} → JSON cumulative snapshot of that replica
  *                                              (per version); absolute values, so re-sending is harmless
- *   {prefix}rewards:{route}            hash    {version}:count|sum|sumsq → reward events posted to the control API
+ *   {prefix}rewards:{route}            hash    {version}:count|sum|sumsq|conv, {version}:b{bucket}:sum|conv → reward
+ *                                              events posted to the control API
  *   {prefix}reward-id:{route}:{id}     string  an event id already counted (PX 24 h): a retried post counts once
+ *   {prefix}exposure:{route}:{key}     string  JSON { v, s, pv?, ps? }: the version serving a sticky key since s (ms),
+ *                                              and the one before; written by proxies, PX rewards.exposureRetention
+ *   {prefix}reward-conv:{route}:{key}  string  the `s` of the exposure a reward by key already converted
  *   {prefix}leader                     string  id of the control replica holding the lease (PX ttl)
  *   {prefix}leader:epoch               string  fencing token: incremented at every acquisition
  *   {prefix}route:{name}               string  JSON routing state { generation, weights, slots, versions }
@@ -38,7 +42,15 @@ export class RedisKeys {
     return `${this.prefix}reward-id:${route}:${id}`;
   }
 
-  leader(): string {
+  exposure(route: string, key: string): string {
+    return `${this.prefix}exposure:${route}:${key}`;
+  }
+
+  rewardConversion(route: string, key: string): string {
+    return `${this.prefix}reward-conv:${route}:${key}`;
+  }
+
+    leader(): string {
     return `${this.prefix}leader`;
   }
 

@@ -3,10 +3,10 @@
  * the same process — measurements straight from its counters, weights
  * straight into its routing table.
  */
-import { slotOfKey } from '../proxy/slots.js';
+import { hashKey } from '../proxy/slots.js';
 import type { ProxyServer } from '../proxy/proxy-server.js';
-import type { VersionSnapshot } from '../proxy/stats.js';
-import { REWARD_ID_TTL_MS, type AggregateSource, type TrafficRouter } from './ports.js';
+import { BUCKET_MASK, type VersionSnapshot } from '../proxy/stats.js';
+import { REWARD_ID_TTL_MS, type AggregateSource, type ReplicaGenerations, type RewardEvent, type RewardTally, type TrafficRouter } from './ports.js';
 
 /** Reward ids kept in memory at most: a bound on memory whatever clients send (oldest forgotten first). */
 const MAX_REMEMBERED_IDS = 100_000;
@@ -44,6 +44,12 @@ export class InProcessAggregates implements AggregateSource {
     for (const v of state?.route.versions ?? []) out[v.name] = v.stats.snapshot();
     return out;
   }
+
+  async generations(route: string): Promise<ReplicaGenerations[]> {
+    const state = this.proxy.table.get(route);
+    if (!state) return [];
+    return [{ replica: 'local', generations: state.route.counters.snapshot(state.route.versions.map((v) => v.name)) }];
+  }
 }
 
 export class InProcessRouter implements TrafficRouter {
@@ -61,25 +67,56 @@ export class InProcessRouter implements TrafficRouter {
     };
   }
 
-  async setWeights(route: string, weights: Readonly<Record<string, number>>, source: string): Promise<void> {
-    this.proxy.setWeights(route, weights, source);
+  async setWeights(route: string, weights: Readonly<Record<string, number>>, source: string): Promise<number> {
+    return this.proxy.setWeights(route, weights, source).generation;
   }
 
   async addVersion(route: string, name: string, url: string): Promise<void> {
     this.proxy.addVersion(route, name, url);
   }
 
-  versionOfKey(route: string, key: string): string | null {
-    const s = this.proxy.table.get(route);
-    if (!s) return null;
-    return s.route.versions[s.slots[slotOfKey(key)]!]?.name ?? null;
+  get maxRewardValue(): number {
+    return this.proxy.config.rewards.maxValue;
   }
 
-  async recordReward(route: string, version: string, value: number, id: string | null = null): Promise<boolean> {
-    const v = this.proxy.table.get(route)?.route.byName.get(version);
-    if (v === undefined) return false;
-    if (id !== null && !this.#ids.admit(`${route}\u0000${id}`)) return false;
-    v.stats.recordReward(value);
-    return true;
+  async recordRewards(route: string, events: readonly RewardEvent[], at: number): Promise<RewardTally> {
+    const tally: RewardTally = { accepted: 0, duplicates: 0, unattributed: 0 };
+    const state = this.proxy.table.get(route);
+    for (const e of events) {
+      const id = e.id ?? null;
+      if (state === undefined) {
+        tally.unattributed++;
+        continue;
+      }
+      if (e.key === undefined) {
+        const v = state.route.byName.get(e.version);
+        if (v === undefined) tally.unattributed++;
+        else if (id !== null && !this.#ids.admit(`${route}\u0000${id}`)) tally.duplicates++;
+        else {
+          v.stats.recordReward(e.value);
+          tally.accepted++;
+        }
+        continue;
+      }
+      const credit = state.route.exposures?.attribute(e.key, at) ?? null;
+      // Versions are only ever appended to a route, so an index stays the same version.
+      const v = credit === null ? undefined : state.route.versions[credit.version];
+      if (credit === null || v === undefined) {
+        tally.unattributed++;
+        continue;
+      }
+      if (id !== null && !this.#ids.admit(`${route}\u0000${id}`)) {
+        tally.duplicates++;
+        continue;
+      }
+      const x = credit.exposure;
+      // The latest request converts once (its flag); an earlier one is not tracked any more.
+      const conversion = e.value > 0 && (!credit.latest || x.convert(x.seq));
+      v.stats.recordReward(e.value, conversion, hashKey(e.key) & BUCKET_MASK);
+      const generation = credit.latest ? x.generation : x.prevGeneration;
+      state.route.counters.get(generation)?.recordReward(credit.version, e.value, conversion);
+      tally.accepted++;
+    }
+    return tally;
   }
 }

@@ -6,8 +6,22 @@
 import type { Redis } from 'ioredis';
 import { SluiceError } from '../common/errors.js';
 import type { RedisKeys } from '../common/redis-keys.js';
-import { sumSnapshots, type VersionSnapshot } from '../proxy/stats.js';
-import type { AggregateSource } from './ports.js';
+import { addBuckets, sumSnapshots, USER_BUCKETS, type BucketSnapshot, type GenerationSnapshot, type VersionSnapshot } from '../proxy/stats.js';
+import type { AggregateSource, ReplicaGenerations } from './ports.js';
+
+/** Rewards by key carry their user bucket: added to the replicas' bucket totals (created when only rewards have any). */
+function withRewardBuckets(buckets: BucketSnapshot | undefined, field: (bucket: number, f: 'sum' | 'conv') => number): { buckets?: BucketSnapshot } {
+  let out: { requests: number[]; conversions: number[]; rewardSum: number[] } | undefined;
+  for (let b = 0; b < USER_BUCKETS; b++) {
+    const sum = field(b, 'sum');
+    const conv = field(b, 'conv');
+    if (sum === 0 && conv === 0) continue;
+    out ??= addBuckets(undefined, buckets ?? { requests: [], conversions: [], rewardSum: [] });
+    out.rewardSum[b]! += sum;
+    out.conversions[b]! += conv;
+  }
+  return out !== undefined ? { buckets: out } : buckets !== undefined ? { buckets } : {};
+}
 
 export class RedisAggregates implements AggregateSource {
   constructor(
@@ -37,9 +51,30 @@ export class RedisAggregates implements AggregateSource {
       const s = sumSnapshots(list);
       // Reward events posted to the control API (not seen by any proxy) count for the version too.
       const n = (f: string) => Number(rewards[`${v}:${f}`] ?? 0);
-      out[v] = { ...s, rewards: s.rewards + n('count'), rewardSum: s.rewardSum + n('sum'), rewardSumSq: s.rewardSumSq + n('sumsq') };
+      out[v] = {
+        ...s,
+        rewards: s.rewards + n('count'),
+        rewardSum: s.rewardSum + n('sum'),
+        rewardSumSq: s.rewardSumSq + n('sumsq'),
+        conversions: (s.conversions ?? 0) + n('conv'),
+        ...withRewardBuckets(s.buckets, (b, f) => n(`b${b}:${f}`)),
+      };
     }
     return out;
+  }
+
+  async generations(route: string): Promise<ReplicaGenerations[]> {
+    let fields: Record<string, string>;
+    try {
+      fields = await this.redis.hgetall(this.keys.stats(route));
+    } catch (err) {
+      throw new SluiceError('SLUICE_STORE_UNAVAILABLE', `cannot read measurements of route ${route}: ${(err as Error).message}`);
+    }
+    return Object.entries(fields).map(([replica, json]) => ({
+      replica,
+      // Replicas from before per-generation counting publish none.
+      generations: (JSON.parse(json) as { generations?: GenerationSnapshot[] }).generations ?? [],
+    }));
   }
 
   /** Replicas that have reported for a route, for status and debugging. */

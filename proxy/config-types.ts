@@ -95,10 +95,25 @@ export interface ProxyOptions {
   readonly drainTimeoutMs: number;
   /** One pino line per request (off by default: it costs on the hot path). */
   readonly accessLog: boolean;
+  /**
+   * Keep the client's X-Forwarded-Proto/-Host and Forwarded (behind a trusted
+   * load balancer). Off: Sluice is the ingress and replaces them.
+   */
+  readonly trustForwarded: boolean;
 }
 
 export interface StoreConfig {
   readonly redis: string | null;
+}
+
+/** Reward events (`x-sluice-reward`, POST /experiments/NAME/rewards) and the sticky-key exposures rewards by key are credited with. */
+export interface RewardsConfig {
+  /** Largest absolute reward value accepted: beyond it a value is refused, so sums of squares stay finite. */
+  readonly maxValue: number;
+  /** Sticky keys remembered per route (the least recently seen are forgotten first). */
+  readonly exposureKeys: number;
+  /** How long after its last request a key's rewards are still credited. */
+  readonly exposureRetentionMs: number;
 }
 
 export interface SluiceConfig {
@@ -106,6 +121,7 @@ export interface SluiceConfig {
   readonly admin: AdminConfig;
   readonly store: StoreConfig;
   readonly proxy: ProxyOptions;
+  readonly rewards: RewardsConfig;
   readonly routes: readonly RouteConfig[];
   readonly logLevel: string;
 }

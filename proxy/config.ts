@@ -13,6 +13,7 @@ import type {
   ListenAddress,
   MirrorConfig,
   ProxyOptions,
+  RewardsConfig,
   RouteConfig,
   RuleConfig,
   RuleMatch,
@@ -25,6 +26,7 @@ import type {
 } from './config-types.js';
 import { parseDuration, parseSize } from './duration.js';
 import { compileRuleRegex } from './match.js';
+import { DEFAULT_EXPOSURE_KEYS, DEFAULT_EXPOSURE_RETENTION_MS, DEFAULT_MAX_REWARD } from './exposures.js';
 import { normalisePath, prefixKey } from './path.js';
 import {
   Problems, deepFreeze, describe, expected, expectedText, httpUrl, index, isObj, join, mapping, namedList, optList, optMapping,
@@ -263,7 +265,7 @@ function setField(doc: Obj, section: string | null, field: string, value: string
 
 function readConfig(p: Problems, doc: unknown): SluiceConfig {
   // An empty file parses to null; treating it as {} yields the useful "routes: required".
-  const top = doc == null ? {} : mapping(p, doc, '', ['listen', 'admin', 'store', 'logLevel', 'proxy', 'routes']);
+  const top = doc == null ? {} : mapping(p, doc, '', ['listen', 'admin', 'store', 'logLevel', 'proxy', 'rewards', 'routes']);
   // Not a mapping at all: one problem is the whole story, so defaults are built on a scratch list.
   if (!top) return readConfig(new EnvProblems(), {});
   const listen = readListen(p, top.listen, 'listen', DEFAULT_LISTEN);
@@ -274,6 +276,7 @@ function readConfig(p: Problems, doc: unknown): SluiceConfig {
     admin,
     store: readStore(p, top.store),
     proxy: readProxy(p, top.proxy),
+    rewards: readRewards(p, top.rewards),
     routes: readRoutes(p, top.routes),
     logLevel: readEnum(p, top.logLevel, 'logLevel', LOG_LEVELS, 'info'),
   };
@@ -312,7 +315,7 @@ function readStore(p: Problems, v: unknown): StoreConfig {
 function readProxy(p: Problems, v: unknown): ProxyOptions {
   const o = optMapping(p, v, 'proxy', [
     'versionHeader', 'connectionsPerVersion', 'upstreamKeepAlive', 'headersTimeout',
-    'requestTimeout', 'keepAliveTimeout', 'drainTimeout', 'accessLog',
+    'requestTimeout', 'keepAliveTimeout', 'drainTimeout', 'accessLog', 'trustForwarded',
   ]);
   const at = (k: string): string => `proxy.${k}`;
   const options: ProxyOptions = {
@@ -325,11 +328,28 @@ function readProxy(p: Problems, v: unknown): ProxyOptions {
     keepAliveTimeoutMs: readDuration(p, o.keepAliveTimeout, at('keepAliveTimeout'), 65_000, true),
     drainTimeoutMs: readDuration(p, o.drainTimeout, at('drainTimeout'), 30_000, true),
     accessLog: readBool(p, o.accessLog, at('accessLog'), false),
+    trustForwarded: readBool(p, o.trustForwarded, at('trustForwarded'), false),
   };
   const { headersTimeoutMs: h, requestTimeoutMs: r } = options;
   // Node's http.createServer throws on this combination; better to say so at load.
   if (h > 0 && r > 0 && h > r) p.add(at('headersTimeout'), `must not exceed proxy.requestTimeout (${r}ms), got ${h}ms`);
   return options;
+}
+
+function readRewards(p: Problems, v: unknown): RewardsConfig {
+  const o = optMapping(p, v, 'rewards', ['maxValue', 'exposureKeys', 'exposureRetention']);
+  let maxValue = DEFAULT_MAX_REWARD;
+  const raw = p.scalar(o.maxValue, 'rewards.maxValue');
+  if (raw != null) {
+    // Squares are summed: above ~1e150 they overflow to Infinity and every statistic with them.
+    if (typeof raw === 'number' && raw > 0 && raw <= 1e15) maxValue = raw;
+    else expected(p, 'rewards.maxValue', 'a number > 0 and <= 1e15', raw, undefined);
+  }
+  return {
+    maxValue,
+    exposureKeys: readInt(p, o.exposureKeys, 'rewards.exposureKeys', DEFAULT_EXPOSURE_KEYS, 1, 10_000_000),
+    exposureRetentionMs: readDuration(p, o.exposureRetention, 'rewards.exposureRetention', DEFAULT_EXPOSURE_RETENTION_MS),
+  };
 }
 
 function readVersionHeader(p: Problems, v: unknown, path: string): string | null {

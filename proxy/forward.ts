@@ -8,13 +8,17 @@
  * because undici 7 runs them natively: the newer controller API is wrapped
  * around them and parses every header into an object we do not need.
  */
+import { subscribe } from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
+import { SluiceError } from '../common/errors.js';
+import type { Exposure } from './exposures.js';
 import { clientResponseHeaders } from './headers.js';
 import type { MirrorPlan } from './mirror.js';
 import type { Version } from './routing-table.js';
-import { STATUS_CLIENT_CLOSED } from './stats.js';
-import { classifyUpstreamError, upstreamErrorBody } from './upstream-errors.js';
+import { CLIENT_INVALID_REQUEST, STATUS_CLIENT_CLOSED, type GenerationCounts } from './stats.js';
+import { classifyUpstreamError, isConnectionLoss, upstreamErrorBody } from './upstream-errors.js';
+import { UpstreamPool } from './upstreams.js';
 
 /** Process-wide settings every forward needs; built once. */
 export interface ForwardSettings {
@@ -22,6 +26,8 @@ export interface ForwardSettings {
   /** Set once SIGTERM arrives: responses then close their connection, so keep-alive clients let go. */
   draining: boolean;
   onUpstreamError(err: Error, route: string, version: string, reason: string): void;
+  /** rewards.maxValue: a larger absolute `x-sluice-reward` is refused. */
+  readonly maxReward: number;
   onFinish?(handler: ForwardHandler, latencyMs: number): void;
 }
 
@@ -33,12 +39,49 @@ function onClientClose(this: TrackedResponse): void {
   this[kHandler]?.clientClosed();
 }
 
+/**
+ * Whether a request went out on a connection that had carried one before.
+ * undici does not tell a handler which socket it got, but it calls the
+ * handler's onConnect and then publishes sendHeaders with the socket
+ * synchronously, in one call (client-h1 writeH1): `connecting` links the two.
+ */
+const kUsed = Symbol('sluice.socketUsed');
+let connecting: ForwardHandler | null = null;
+subscribe('undici:client:sendHeaders', (message) => {
+  const socket = (message as { socket: { [kUsed]?: true } }).socket;
+  const h = connecting;
+  connecting = null;
+  if (h !== null) h.reusedConnection = socket[kUsed] === true;
+  socket[kUsed] = true;
+});
+
+/**
+ * Safe to send twice: no body, and a method RFC 9110 calls idempotent. A stale
+ * keep-alive connection may have taken the first copy; these may be retried once.
+ */
+const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+
+const UNFORWARDABLE_HEADERS = ['content-type', 'application/json; charset=utf-8'];
+
 export class ForwardHandler implements Dispatcher.DispatchHandler {
   #abortUpstream: ((err?: Error) => void) | null = null;
   #resumeUpstream: (() => void) | null = null;
   #finished = false;
+  /** Any response byte (even a 1xx) arrived: from then on the request is never retried. */
+  #responded = false;
+  #opts: Dispatcher.DispatchOptions | null = null;
+  #retried = false;
+  /** Set by the sendHeaders subscriber for the attempt in flight. */
+  reusedConnection = false;
   status = 0;
+  /** The user bucket of the request's sticky key (-1: none), for rewards the response carries. */
+  bucket = -1;
+  /** The routing generation that chose the version, where its reward is counted too. */
+  counts: GenerationCounts | null = null;
   readonly rewardOut = { reward: Number.NaN };
+  /** The sticky key's exposure (exposures.ts) and which of its requests this is: a reward converts a request once. */
+  exposure: Exposure | null = null;
+  exposureSeq = 0;
 
   constructor(
     readonly req: IncomingMessage,
@@ -54,18 +97,40 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     res.on('close', onClientClose);
   }
 
+  /** Sends the request upstream; `opts` is kept for one retry. */
+  start(pool: Dispatcher, opts: Dispatcher.DispatchOptions): void {
+    this.#opts = opts;
+    try {
+      pool.dispatch(opts, this);
+    } catch (err) {
+      this.onError(err as Error);
+    }
+  }
+
   onConnect(abort: (err?: Error) => void): void {
-    if (this.#finished) abort();
-    else this.#abortUpstream = abort;
+    if (this.#finished) return abort();
+    this.#abortUpstream = abort;
+    this.reusedConnection = false;
+    connecting = this;
   }
 
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (this.#finished) return false;
+    this.#responded = true;
     if (status < 200) return true; // 1xx: informational, the final answer follows
     this.status = status;
     this.#resumeUpstream = resume;
     const headers = clientResponseHeaders(rawHeaders, this.settings.versionHeader, this.version.name, this.rewardOut);
-    if (this.rewardOut.reward === this.rewardOut.reward) this.version.stats.recordReward(this.rewardOut.reward);
+    // One response, one request: a positive value converts it once.
+    const reward = this.rewardOut.reward;
+    if (reward === reward) {
+      // Beyond the bound (or not a number: ±Infinity, see clientResponseHeaders) it is no reward: its square would overflow the sums.
+      if (reward <= this.settings.maxReward && reward >= -this.settings.maxReward) {
+        const conversion = reward > 0 && (this.exposure === null || this.exposure.convert(this.exposureSeq));
+        this.version.stats.recordReward(reward, conversion, this.bucket);
+        this.counts?.recordReward(this.version.index, reward, conversion);
+      } else this.version.stats.rejectReward();
+    }
     if (this.mirrors !== null) for (const c of this.mirrors.comparisons) c?.primaryHeaders(status);
     if (this.settings.draining) this.res.shouldKeepAlive = false;
     try {
@@ -100,8 +165,12 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
       this.clientClosed();
       return;
     }
+    const code = (err as { code?: string }).code;
+    // undici refuses to build the request (two Host headers, say): the client's framing, not the version's fault.
+    if (code === 'UND_ERR_INVALID_ARG') return this.#clientError(err);
     const f = classifyUpstreamError(err);
     const { stats, name } = this.version;
+    if (this.#mayRetry(err)) return;
     stats.recordUpstreamError(f.reasonIndex);
     this.settings.onUpstreamError(err, this.route, name, f.reason);
     if (this.mirrors !== null) for (const c of this.mirrors.comparisons) c?.primaryFailed();
@@ -112,7 +181,8 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
       this.#finish(this.status, true);
       return;
     }
-    const body = upstreamErrorBody(f, this.route, name, err.message);
+    // The message stays in the log (onUpstreamError): it names internal addresses.
+    const body = upstreamErrorBody(f, this.route, name);
     const headers: string[] = ['content-type', 'application/json; charset=utf-8', 'content-length', String(Buffer.byteLength(body))];
     if (this.settings.versionHeader !== null) headers.push(this.settings.versionHeader, name);
     if (this.settings.draining) res.shouldKeepAlive = false;
@@ -128,6 +198,43 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#finish(STATUS_CLIENT_CLOSED, false);
     this.#abortUpstream?.();
     if (this.mirrors !== null) for (const c of this.mirrors.comparisons) c?.primaryFailed();
+  }
+
+  /**
+   * Retries once, on a connection of its own, a replayable request that a
+   * reused connection lost before any response byte: the upstream closed it
+   * while idle just as we sent (nginx `keepalive_timeout`). Anything else keeps
+   * its error, so a failing version stays visible.
+   */
+  #mayRetry(err: Error): boolean {
+    const opts = this.#opts;
+    if (this.#retried || this.#responded || !this.reusedConnection || opts === null || opts.body != null) return false;
+    if (!REPLAYABLE.has(opts.method) || !isConnectionLoss(err)) return false;
+    const pool = this.version.pool;
+    if (!(pool instanceof UpstreamPool)) return false;
+    this.#retried = true;
+    this.#abortUpstream = null;
+    this.version.stats.recordRetry();
+    const client = pool.freshClient();
+    // reset: the one-off connection closes after this request; close() waits for it.
+    this.start(client, { ...opts, reset: true });
+    client.close().catch(() => {});
+    return true;
+  }
+
+  #clientError(err: Error): void {
+    this.#finished = true;
+    this.version.stats.recordClientError(CLIENT_INVALID_REQUEST);
+    if (this.mirrors !== null) for (const c of this.mirrors.comparisons) c?.primaryFailed();
+    this.status = 400;
+    const body = JSON.stringify(new SluiceError('SLUICE_REQUEST_UNFORWARDABLE', `the request cannot be forwarded as sent: ${err.message}`).toJSON());
+    const res = this.res;
+    if (!res.headersSent) {
+      res.shouldKeepAlive = false; // its framing is suspect: do not read another request from this connection
+      res.writeHead(400, [...UNFORWARDABLE_HEADERS, 'content-length', String(Buffer.byteLength(body))]);
+      res.end(body);
+    }
+    this.settings.onFinish?.(this, performance.now() - this.startMs);
   }
 
   #finish(status: number, failed: boolean): void {

@@ -14,22 +14,51 @@ import { getCookie } from './match.js';
 import { fireShadows, planMirrors } from './mirror.js';
 import { normalisePath } from './path.js';
 import type { RouteState, RoutingTable } from './routing-table.js';
-import { SLOT_COUNT, slotOfKey } from './slots.js';
+import { hashKey, SLOT_COUNT, slotOfHash } from './slots.js';
+import { BUCKET_MASK } from './stats.js';
 
 /** Set in `pick`'s result when the version was drawn at random by weight (no rule, no key). */
 export const KEYLESS = 0x100;
+/** Set when the request carried a sticky key; its user bucket is then in the bits above BUCKET_SHIFT. */
+export const KEYED = 0x200;
+/** Set when the sticky key's slot chose the version (no rule did): the sample of the sticky SRM check. */
+export const BY_SLOT = 0x400;
+export const BUCKET_SHIFT = 11;
 const INDEX_MASK = 0xff;
 
-/** Which version serves a request: its index, with the KEYLESS bit for a weighted random draw. */
-export function pick(state: RouteState, headers: IncomingHttpHeaders, url: string): number {
+/**
+ * Which version serves a request, packed in one number so nothing is
+ * allocated: the version index, KEYLESS for a weighted random draw, KEYED
+ * (with the key's user bucket) when a sticky key came along, BY_SLOT when
+ * that key's slot decided.
+ */
+export function pick(state: RouteState, headers: IncomingHttpHeaders, url: string, key: string | undefined = stickyKey(state, headers)): number {
   const route = state.route;
   const rules = route.rules;
+  const h = key === undefined ? 0 : hashKey(key);
+  const keyBits = key === undefined ? 0 : KEYED | ((h & BUCKET_MASK) << BUCKET_SHIFT);
   for (let i = 0; i < rules.length; i++) {
-    if (rules[i]!.test(headers, url)) return rules[i]!.version.index;
+    if (rules[i]!.test(headers, url)) return rules[i]!.version.index | keyBits;
   }
-  const key = stickyKey(state, headers);
-  if (key !== undefined) return state.slots[slotOfKey(key)]!;
+  if (key !== undefined) return state.slots[slotOfHash(h)]! | keyBits | BY_SLOT;
   return state.slots[(Math.random() * SLOT_COUNT) | 0]! | KEYLESS;
+}
+
+/** The user bucket in `pick`'s result; -1 without a sticky key. */
+export function bucketOf(picked: number): number {
+  return (picked & KEYED) === 0 ? -1 : (picked >>> BUCKET_SHIFT) & BUCKET_MASK;
+}
+
+/** Counts a chosen request where the analysis needs it: keyless draws per generation, keyed ones per user bucket. */
+export function countChoice(state: RouteState, picked: number, stats: { countKeyless(): void; countKeyed(bucket: number): void }): void {
+  state.counts.requests[picked & INDEX_MASK]! += 1;
+  if (picked >= KEYLESS) {
+    if ((picked & KEYLESS) !== 0) {
+      stats.countKeyless();
+      state.counts.keyless[picked & INDEX_MASK]! += 1;
+    }
+    if ((picked & KEYED) !== 0) stats.countKeyed((picked >>> BUCKET_SHIFT) & BUCKET_MASK);
+  }
 }
 
 export function stickyKey(state: RouteState, headers: IncomingHttpHeaders): string | undefined {
@@ -84,28 +113,31 @@ export function createRequestHandler(ctx: TrafficContext) {
 
     const pin = req.headers[PIN_HEADER];
     const pinnedTo = pin === undefined ? -1 : pinned(state, pin, pinMatcher);
-    const picked = pinnedTo >= 0 ? pinnedTo : pick(state, req.headers, url);
+    // Read once: pick hashes it, the exposure log keeps it. Pinned (synthetic) load is no user's exposure.
+    const key = pinnedTo >= 0 ? undefined : stickyKey(state, req.headers);
+    const picked = pinnedTo >= 0 ? pinnedTo : pick(state, req.headers, url, key);
     const version = state.route.versions[picked & INDEX_MASK]!;
-    if (picked >= KEYLESS) version.stats.countKeyless();
+    countChoice(state, picked, version.stats);
+    const log = state.route.exposures;
+    const exposure = key === undefined || log === null ? null : log.record(key, picked & INDEX_MASK, state, (picked & BY_SLOT) !== 0);
     const method = req.method!;
     // A body on GET/HEAD has no defined meaning; forwarding its framing could desync the upstream connection.
     const keepBody = method !== 'GET' && method !== 'HEAD' && hasBody(req);
     const mirrors = state.route.mirrors.length === 0 ? null : planMirrors(state.route.mirrors, req, method, url, keepBody);
     const handler = new ForwardHandler(req, res, state.route.name, version, startMs, settings, mirrors);
-    const body = keepBody ? (mirrors?.tee ? req.pipe(mirrors.tee) : req) : null;
-    try {
-      version.pool.dispatch(
-        {
-          path: version.basePath + url,
-          method: method as Dispatcher.HttpMethod,
-          headers: upstreamRequestHeaders(req, keepBody, ''),
-          body,
-        },
-        handler,
-      );
-    } catch (err) {
-      handler.onError(err as Error);
+    handler.bucket = bucketOf(picked);
+    if (exposure !== null) {
+      handler.exposure = exposure;
+      handler.exposureSeq = exposure.seq;
     }
+    handler.counts = state.counts;
+    const body = keepBody ? (mirrors?.tee ? req.pipe(mirrors.tee) : req) : null;
+    handler.start(version.pool, {
+      path: version.basePath + url,
+      method: method as Dispatcher.HttpMethod,
+      headers: upstreamRequestHeaders(req, keepBody, '', state.route.trustForwarded),
+      body,
+    });
     if (mirrors !== null && mirrors.tee === null) fireShadows(mirrors, req, url, null, false);
   };
 }

@@ -6,7 +6,7 @@
  */
 import { Registry, collectDefaultMetrics, type MetricValue } from 'prom-client';
 import type { RoutingTable } from './routing-table.js';
-import { DURATION_BUCKETS, MIRROR_OUTCOMES, UPSTREAM_ERROR_REASONS, type StatsRegistry } from './stats.js';
+import { CLIENT_ERROR_REASONS, DURATION_BUCKETS, MIRROR_OUTCOMES, RETRY_REASONS, UPSTREAM_ERROR_REASONS, type StatsRegistry } from './stats.js';
 
 type Labels = Record<string, string | number>;
 type Value = MetricValue<string> & { metricName?: string };
@@ -84,6 +84,24 @@ export function createMetricsRegistry(stats: StatsRegistry, table: () => Routing
   );
 
   add(
+    scraped(
+      'sluice_upstream_retries_total',
+      'Requests sent again, once, on a fresh connection: a reused keep-alive connection was lost before any response byte.',
+      'counter',
+      () => perName(stats, RETRY_REASONS, 'reason', (s) => s.retries),
+    ),
+  );
+
+  add(
+    scraped(
+      'sluice_client_errors_total',
+      'Requests refused because of the client\'s own framing (400); never counted as the version\'s requests or errors.',
+      'counter',
+      () => perName(stats, CLIENT_ERROR_REASONS, 'reason', (s) => s.clientErrors),
+    ),
+  );
+
+  add(
     scraped('sluice_mirror_requests_total', 'Shadow copies sent to a mirrored version, by outcome.', 'counter', () =>
       perName(stats, MIRROR_OUTCOMES, 'outcome', (s) => s.mirror),
     ),
@@ -92,6 +110,21 @@ export function createMetricsRegistry(stats: StatsRegistry, table: () => Routing
   add(
     scraped('sluice_rewards_total', 'Reward events attributed to a version.', 'counter', () =>
       [...stats.all()].map((s) => ({ value: s.rewards, labels: { route: s.route, version: s.version } })),
+    ),
+  );
+
+  add(
+    scraped('sluice_conversions_total', 'Requests converted: a reward > 0 was attributed to them (at most one per request).', 'counter', () =>
+      [...stats.all()].map((s) => ({ value: s.conversions, labels: { route: s.route, version: s.version } })),
+    ),
+  );
+
+  add(
+    scraped(
+      'sluice_rewards_rejected_total',
+      'x-sluice-reward values refused: empty, not a number, or beyond rewards.maxValue.',
+      'counter',
+      () => [...stats.all()].map((s) => ({ value: s.rewardsRejected, labels: { route: s.route, version: s.version } })),
     ),
   );
 

@@ -12,8 +12,9 @@ import { validateWeights } from './config.js';
 import type { SluiceConfig } from './config-types.js';
 import type { ForwardSettings } from './forward.js';
 import { createRequestHandler, sendError } from './handle-request.js';
+import { ExposureRegistry } from './exposures.js';
 import { createMetricsRegistry } from './metrics.js';
-import { compileRoute, initialState, RoutingTable, withWeights, type RouteState } from './routing-table.js';
+import { compileRoute, initialState, routeState, RoutingTable, withWeights, type RouteState } from './routing-table.js';
 import { StatsRegistry } from './stats.js';
 import { Upstreams } from './upstreams.js';
 import { createUpgradeHandler } from './websocket.js';
@@ -27,6 +28,8 @@ export interface WeightsChange {
 
 export class ProxyServer {
   readonly stats = new StatsRegistry();
+  /** Per sticky route, which version served each key: rewards posted later by key are credited with it. */
+  readonly exposures: ExposureRegistry;
   readonly upstreams: Upstreams;
   /**
    * Lets synthetic load (the `load` task) pin a request to a version with
@@ -46,7 +49,8 @@ export class ProxyServer {
     readonly log: Logger,
   ) {
     this.upstreams = new Upstreams(config.proxy);
-    this.#table = new RoutingTable(config.routes.map((r) => initialState(compileRoute(r, this.upstreams, this.stats))));
+    this.exposures = new ExposureRegistry({ maxKeys: config.rewards.exposureKeys, retentionMs: config.rewards.exposureRetentionMs });
+    this.#table = new RoutingTable(config.routes.map((r) => initialState(compileRoute(r, this.upstreams, this.stats, config.proxy.trustForwarded, this.exposures))));
     const table = () => this.#table;
     this.metrics = createMetricsRegistry(this.stats, table);
     this.app = this.#createApp(table);
@@ -100,7 +104,7 @@ export class ProxyServer {
     if (state.slots.length !== current.slots.length || state.slots.some((v) => !Number.isInteger(v) || v < 0 || v >= n)) {
       throw new SluiceError('SLUICE_WEIGHTS_INVALID', `routing state for ${routeName} has an invalid slot layout`);
     }
-    const next: RouteState = { route: current.route, generation: state.generation, weights: Object.freeze({ ...checked.weights }), slots: Uint8Array.from(state.slots) };
+    const next = routeState(current.route, state.generation, Object.freeze({ ...checked.weights }), Uint8Array.from(state.slots));
     this.#table = this.#table.with(next);
     const change = { route: routeName, generation: next.generation, weights: next.weights, source: 'shared-state' };
     for (const l of this.#listeners) l(change);
@@ -121,12 +125,7 @@ export class ProxyServer {
       versions: [...current.route.config.versions, { name, url: parsed.origin, basePath: parsed.pathname.replace(/\/+$/, '') }],
       weights: { ...current.weights, [name]: 0 },
     };
-    const next: RouteState = {
-      route: compileRoute(config, this.upstreams, this.stats),
-      generation: current.generation + 1,
-      weights: config.weights,
-      slots: current.slots,
-    };
+    const next = routeState(compileRoute(config, this.upstreams, this.stats, current.route.trustForwarded, this.exposures), current.generation + 1, config.weights, current.slots);
     this.#table = this.#table.with(next);
     this.log.info({ route: routeName, version: name, url }, 'version added');
     return next;
@@ -209,6 +208,7 @@ export class ProxyServer {
     const forward: ForwardSettings = {
       versionHeader: p.versionHeader,
       draining: false,
+      maxReward: this.config.rewards.maxValue,
       onUpstreamError(err, route, version, reason) {
         const held = seen.admit(`${route}/${version}/${reason}`);
         if (held >= 0) log.warn({ route, version, reason, code: (err as { code?: string }).code, err: err.message, suppressed: held }, 'upstream failed');

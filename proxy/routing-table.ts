@@ -7,10 +7,11 @@
  */
 import type { Pool } from 'undici';
 import type { MirrorConfig, RouteConfig, StickyConfig, TimeoutsConfig } from './config-types.js';
+import type { ExposureLog, ExposureRegistry } from './exposures.js';
 import { compileRule, type RulePredicate } from './match.js';
 import { prefixKey, underPrefix } from './path.js';
 import { initialSlots, reassignSlots } from './slots.js';
-import type { StatsRegistry, VersionStats } from './stats.js';
+import type { GenerationCounts, RouteCounters, StatsRegistry, VersionStats } from './stats.js';
 import type { Upstreams } from './upstreams.js';
 
 export interface Version {
@@ -32,6 +33,8 @@ export interface Mirror extends Omit<MirrorConfig, 'version'> {
   /** Pool of the shadow's own, so a hung shadow never holds primary connections. */
   readonly pool: Pool;
   readonly gate: MirrorGate;
+  /** proxy.trustForwarded, for the shadow's forwarding headers. */
+  readonly trustForwarded: boolean;
 }
 
 export interface Rule {
@@ -55,6 +58,12 @@ export interface CompiledRoute {
   readonly sticky: StickyConfig | null;
   readonly mirrors: readonly Mirror[];
   readonly timeouts: TimeoutsConfig;
+  /** proxy.trustForwarded: keep the client's X-Forwarded-Proto/-Host and Forwarded (headers.ts). */
+  readonly trustForwarded: boolean;
+  /** Per-generation counts for the sample-ratio check; outlives tables, like the versions' stats. */
+  readonly counters: RouteCounters;
+  /** Which version served each sticky key (rewards by key are credited with it); null without `sticky`. */
+  readonly exposures: ExposureLog | null;
 }
 
 /** A route with its weights: what one table holds per route. */
@@ -64,9 +73,16 @@ export interface RouteState {
   readonly weights: Readonly<Record<string, number>>;
   /** Slot → version index; see slots.ts. */
   readonly slots: Uint8Array;
+  /** What the request path counts under this generation (stats.ts GenerationCounts). */
+  readonly counts: GenerationCounts;
 }
 
-export function compileRoute(config: RouteConfig, upstreams: Upstreams, stats: StatsRegistry): CompiledRoute {
+/** A route state; every one is built here so that its generation's counts come with it. */
+export function routeState(route: CompiledRoute, generation: number, weights: Readonly<Record<string, number>>, slots: Uint8Array): RouteState {
+  return { route, generation, weights, slots, counts: route.counters.forGeneration(generation, route.versions.length) };
+}
+
+export function compileRoute(config: RouteConfig, upstreams: Upstreams, stats: StatsRegistry, trustForwarded = false, exposures: ExposureRegistry | null = null): CompiledRoute {
   const versions = config.versions.map(
     (v, index): Version => ({
       name: v.name,
@@ -97,33 +113,32 @@ export function compileRoute(config: RouteConfig, upstreams: Upstreams, stats: S
         version,
         pool: upstreams.get(version.url, 'shadow', { connectMs: config.timeouts.connectMs, requestMs: m.timeoutMs }),
         gate: { inFlight: 0 },
+        trustForwarded,
       };
     }),
     timeouts: config.timeouts,
+    trustForwarded,
+    counters: stats.route(config.name),
+    exposures: config.sticky === null || exposures === null ? null : exposures.route(config.name),
   };
 }
 
 export function initialState(route: CompiledRoute): RouteState {
   const weights = route.config.weights;
-  return {
-    route,
-    generation: 1,
-    weights,
-    slots: initialSlots(route.versions.map((v) => weights[v.name] ?? 0)),
-  };
+  return routeState(route, 1, weights, initialSlots(route.versions.map((v) => weights[v.name] ?? 0)));
 }
 
 /** The same route with new weights (already validated), moving as few sticky keys as possible. */
 export function withWeights(state: RouteState, weights: Readonly<Record<string, number>>, generation?: number): RouteState {
-  return {
-    route: state.route,
-    generation: generation ?? state.generation + 1,
-    weights: Object.freeze({ ...weights }),
-    slots: reassignSlots(
+  return routeState(
+    state.route,
+    generation ?? state.generation + 1,
+    Object.freeze({ ...weights }),
+    reassignSlots(
       state.slots,
       state.route.versions.map((v) => weights[v.name] ?? 0),
     ),
-  };
+  );
 }
 
 export class RoutingTable {

@@ -30,6 +30,9 @@ export function defaultReplicaId(): string {
   return `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
 }
 
+/** Exposure writes per pipeline: bounded so one flush after a long outage does not build one huge reply. */
+const EXPOSURE_BATCH = 1000;
+
 export class StatsPublisher {
   readonly replicaId: string;
   #timer: NodeJS.Timeout | null = null;
@@ -53,6 +56,8 @@ export class StatsPublisher {
         })
       : null;
     this.#upGauge?.set(0);
+    // From now on the proxy queues exposure changes for #flushExposures.
+    opts.proxy.exposures.publishChanges();
   }
 
   get up(): boolean {
@@ -85,13 +90,50 @@ export class StatsPublisher {
       for (const state of this.opts.proxy.table.states) {
         const versions: Record<string, unknown> = {};
         for (const v of state.route.versions) versions[v.name] = v.stats.snapshot();
-        pipeline.hset(this.opts.keys.stats(state.route.name), this.replicaId, JSON.stringify({ at: Date.now(), versions }));
+        const generations = state.route.counters.snapshot(state.route.versions.map((v) => v.name));
+        pipeline.hset(this.opts.keys.stats(state.route.name), this.replicaId, JSON.stringify({ at: Date.now(), versions, generations }));
       }
       await pipeline.exec();
+      await this.#flushExposures();
       this.#flushSeconds?.observe((performance.now() - t0) / 1000);
       this.#setUp(true);
     } catch (err) {
       this.#setUp(false, err);
+    }
+  }
+
+  /**
+   * Sticky keys whose exposure changed since the last flush (new key, new
+   * version), for the control plane to credit rewards by key. Not in the
+   * stats transaction: there may be many, and each write stands alone.
+   * Changes not written go back in the queue for the next flush.
+   */
+  async #flushExposures(): Promise<void> {
+    const ttl = this.opts.proxy.config.rewards.exposureRetentionMs;
+    for (const state of this.opts.proxy.table.states) {
+      const log = state.route.exposures;
+      if (log === null) continue;
+      const changes = log.takeChanges();
+      const names = state.route.versions;
+      for (let i = 0; i < changes.length; i += EXPOSURE_BATCH) {
+        const batch = changes.slice(i, i + EXPOSURE_BATCH);
+        const pipeline = this.opts.redis.pipeline();
+        for (const [key, e] of batch) {
+          const x: Record<string, string> = { v: names[e.version]!.name, s: String(e.since) };
+          if (e.prevVersion >= 0) {
+            x.pv = names[e.prevVersion]!.name;
+            x.ps = String(e.prevSince);
+          }
+          pipeline.set(this.opts.keys.exposure(state.route.name, key), JSON.stringify(x), 'PX', ttl);
+        }
+        try {
+          const results = await pipeline.exec();
+          if (results?.some(([err]) => err !== null)) throw results.find(([err]) => err !== null)![0];
+        } catch (err) {
+          log.requeue(changes.slice(i));
+          throw err;
+        }
+      }
     }
   }
 

@@ -14,6 +14,18 @@ export const REASON_INDEX: Readonly<Record<UpstreamErrorReason, number>> = Objec
   Object.fromEntries(UPSTREAM_ERROR_REASONS.map((r, i) => [r, i])) as Record<UpstreamErrorReason, number>,
 );
 
+/**
+ * Requests the *client* spoiled (framing the upstream client refuses to send):
+ * counted apart, never in a version's requests or errors, so that no client can
+ * fail a healthy version.
+ */
+export const CLIENT_ERROR_REASONS = ['invalid-request'] as const;
+export type ClientErrorReason = (typeof CLIENT_ERROR_REASONS)[number];
+export const CLIENT_INVALID_REQUEST = 0;
+
+/** Requests retried once on a fresh connection after a reused one was lost before any response byte. */
+export const RETRY_REASONS = ['reset'] as const;
+
 export const MIRROR_OUTCOMES = ['ok', 'error', 'dropped', 'mismatch'] as const;
 export type MirrorOutcome = (typeof MIRROR_OUTCOMES)[number];
 export const MIRROR_OK = 0;
@@ -41,13 +53,35 @@ export interface VersionSnapshot {
   readonly latencySketch: SketchSnapshot;
   readonly statusCounts: Readonly<Record<string, number>>;
   readonly upstreamErrors: Readonly<Record<string, number>>;
+  /** Optional: a replica of an older Sluice publishes none. */
+  readonly clientErrors?: Readonly<Record<string, number>>;
   readonly mirror: Readonly<Record<string, number>>;
   /** Mirrored requests whose shadow answer was compared with the primary's. */
   readonly mirrorCompared: number;
   readonly rewards: number;
   readonly rewardSum: number;
   readonly rewardSumSq: number;
+  /** Rewards with a value > 0: at most one per request (a conversion), whatever the value. */
+  readonly conversions: number;
+  /** Per hashed user bucket (sticky routes only; absent when no keyed request was seen). */
+  readonly buckets?: BucketSnapshot;
 }
+
+/**
+ * Keyed requests hashed into USER_BUCKETS buckets per version: the unit of
+ * analysis when routing is sticky is the user, and a bucket holds whole
+ * users, so bucket totals are independent where single requests are not.
+ * Fixed size, mergeable across replicas by adding.
+ */
+export interface BucketSnapshot {
+  readonly requests: readonly number[];
+  readonly conversions: readonly number[];
+  readonly rewardSum: readonly number[];
+}
+
+export const USER_BUCKETS = 64;
+/** A key's bucket: the low bits of its hash (the slot takes the high ones), so buckets and versions are independent. */
+export const BUCKET_MASK = USER_BUCKETS - 1;
 
 export class VersionStats {
   requests = 0;
@@ -59,11 +93,20 @@ export class VersionStats {
   readonly durationBuckets = new Float64Array(DURATION_BUCKETS.length);
   readonly sketch = new LatencySketch();
   readonly upstreamErrors = new Float64Array(UPSTREAM_ERROR_REASONS.length);
+  readonly clientErrors = new Float64Array(CLIENT_ERROR_REASONS.length);
+  readonly retries = new Float64Array(RETRY_REASONS.length);
   readonly mirror = new Float64Array(MIRROR_OUTCOMES.length);
   mirrorCompared = 0;
   rewards = 0;
   rewardSum = 0;
   rewardSumSq = 0;
+  conversions = 0;
+  /** `x-sluice-reward` values refused: empty, not a number, or beyond rewards.maxValue. */
+  rewardsRejected = 0;
+  /** Allocated on the first keyed request: routes without sticky keys pay nothing. */
+  bucketRequests: Float64Array | null = null;
+  bucketConversions: Float64Array | null = null;
+  bucketRewardSum: Float64Array | null = null;
 
   constructor(
     readonly route: string,
@@ -100,10 +143,46 @@ export class VersionStats {
     this.upstreamErrors[reason]! += 1;
   }
 
-  recordReward(value: number): void {
+  /** Only connection losses are retried, hence the one reason (RETRY_REASONS). */
+  recordRetry(): void {
+    this.retries[0]! += 1;
+  }
+
+  recordClientError(reason: number): void {
+    this.clientErrors[reason]! += 1;
+  }
+
+  /** A keyed request chose this version; `bucket` is its key's user bucket (see USER_BUCKETS). */
+  countKeyed(bucket: number): void {
+    if (this.bucketRequests === null) this.#allocBuckets();
+    this.bucketRequests![bucket]! += 1;
+  }
+
+  /**
+   * One reward event. `conversion`: it converts a request not converted
+   * before (a value > 0, at most once per request; the caller knows).
+   * `bucket`: the user bucket of the request's key, -1 when it had none.
+   */
+  recordReward(value: number, conversion: boolean = value > 0, bucket = -1): void {
     this.rewards++;
     this.rewardSum += value;
     this.rewardSumSq += value * value;
+    if (conversion) this.conversions++;
+    if (bucket >= 0) {
+      if (this.bucketRequests === null) this.#allocBuckets();
+      this.bucketRewardSum![bucket]! += value;
+      if (conversion) this.bucketConversions![bucket]! += 1;
+    }
+  }
+
+  rejectReward(): void {
+    this.rewardsRejected++;
+  }
+
+  #allocBuckets(): void {
+    this.bucketRequests = new Float64Array(USER_BUCKETS);
+    this.bucketConversions = new Float64Array(USER_BUCKETS);
+    this.bucketRewardSum = new Float64Array(USER_BUCKETS);
   }
 
   snapshot(): VersionSnapshot {
@@ -118,11 +197,16 @@ export class VersionStats {
       latencySketch: this.sketch.snapshot(),
       statusCounts,
       upstreamErrors: named(UPSTREAM_ERROR_REASONS, this.upstreamErrors),
+      clientErrors: named(CLIENT_ERROR_REASONS, this.clientErrors),
       mirror: named(MIRROR_OUTCOMES, this.mirror),
       mirrorCompared: this.mirrorCompared,
       rewards: this.rewards,
       rewardSum: this.rewardSum,
       rewardSumSq: this.rewardSumSq,
+      conversions: this.conversions,
+      ...(this.bucketRequests === null
+        ? {}
+        : { buckets: { requests: Array.from(this.bucketRequests), conversions: Array.from(this.bucketConversions!), rewardSum: Array.from(this.bucketRewardSum!) } }),
     };
   }
 }
@@ -139,6 +223,16 @@ function named(names: readonly string[], values: Float64Array): Record<string, n
  */
 export class StatsRegistry {
   readonly #byKey = new Map<string, VersionStats>();
+  readonly #routes = new Map<string, RouteCounters>();
+
+  route(name: string): RouteCounters {
+    let c = this.#routes.get(name);
+    if (!c) {
+      c = new RouteCounters();
+      this.#routes.set(name, c);
+    }
+    return c;
+  }
 
   get(route: string, version: string): VersionStats {
     const key = `${route}\u0000${version}`;
@@ -167,6 +261,7 @@ export function sumSnapshots(snapshots: readonly VersionSnapshot[]): VersionSnap
   };
   const statusCounts: Record<string, number> = {};
   const upstreamErrors: Record<string, number> = {};
+  const clientErrors: Record<string, number> = {};
   const mirror: Record<string, number> = {};
   let requests = 0;
   let errors = 0;
@@ -177,6 +272,8 @@ export function sumSnapshots(snapshots: readonly VersionSnapshot[]): VersionSnap
   let rewards = 0;
   let rewardSum = 0;
   let rewardSumSq = 0;
+  let conversions = 0;
+  let buckets: { requests: number[]; conversions: number[]; rewardSum: number[] } | undefined;
   for (const s of snapshots) {
     requests += s.requests;
     errors += s.errors;
@@ -187,9 +284,13 @@ export function sumSnapshots(snapshots: readonly VersionSnapshot[]): VersionSnap
     rewards += s.rewards;
     rewardSum += s.rewardSum;
     rewardSumSq += s.rewardSumSq;
+    // Snapshots from before conversions were counted separately carry none.
+    conversions += s.conversions ?? 0;
+    if (s.buckets !== undefined) buckets = addBuckets(buckets, s.buckets);
     sketch.mergeSnapshot(s.latencySketch);
     add(statusCounts, s.statusCounts);
     add(upstreamErrors, s.upstreamErrors);
+    if (s.clientErrors !== undefined) add(clientErrors, s.clientErrors);
     add(mirror, s.mirror);
   }
   return {
@@ -201,10 +302,107 @@ export function sumSnapshots(snapshots: readonly VersionSnapshot[]): VersionSnap
     latencySketch: sketch.snapshot(),
     statusCounts,
     upstreamErrors,
+    clientErrors,
     mirror,
     mirrorCompared,
     rewards,
     rewardSum,
     rewardSumSq,
+    conversions,
+    ...(buckets === undefined ? {} : { buckets }),
   };
+}
+
+/** `into` + `from`, bucket by bucket (a fresh object when `into` is undefined). */
+export function addBuckets(
+  into: { requests: number[]; conversions: number[]; rewardSum: number[] } | undefined,
+  from: BucketSnapshot,
+  sign = 1,
+): { requests: number[]; conversions: number[]; rewardSum: number[] } {
+  const out = into ?? { requests: new Array(USER_BUCKETS).fill(0), conversions: new Array(USER_BUCKETS).fill(0), rewardSum: new Array(USER_BUCKETS).fill(0) };
+  for (let b = 0; b < USER_BUCKETS; b++) {
+    out.requests[b] += sign * (from.requests[b] ?? 0);
+    out.conversions[b] += sign * (from.conversions[b] ?? 0);
+    out.rewardSum[b] += sign * (from.rewardSum[b] ?? 0);
+  }
+  return out;
+}
+
+/**
+ * Requests counted under one routing generation (one set of weights and
+ * slots), per version index: every request chosen under it, the keyless
+ * ones and the sticky keys first seen in it, and the rewards of requests it
+ * routed (a reward posted later by key counts under the generation that
+ * served the key). The experiment analysis compares versions within a
+ * generation and the sample-ratio check tests a generation's counts against
+ * its own weights, so counts and weights always describe the same period,
+ * however late the control plane reads them.
+ */
+export class GenerationCounts {
+  readonly requests: Float64Array;
+  readonly keyless: Float64Array;
+  readonly newKeys: Float64Array;
+  readonly rewards: Float64Array;
+  readonly conversions: Float64Array;
+  readonly rewardSum: Float64Array;
+  readonly rewardSumSq: Float64Array;
+
+  constructor(
+    readonly generation: number,
+    versions: number,
+  ) {
+    this.requests = new Float64Array(versions);
+    this.keyless = new Float64Array(versions);
+    this.newKeys = new Float64Array(versions);
+    this.rewards = new Float64Array(versions);
+    this.conversions = new Float64Array(versions);
+    this.rewardSum = new Float64Array(versions);
+    this.rewardSumSq = new Float64Array(versions);
+  }
+
+  recordReward(index: number, value: number, conversion: boolean): void {
+    if (index < 0 || index >= this.rewards.length) return;
+    this.rewards[index]! += 1;
+    this.rewardSum[index]! += value;
+    this.rewardSumSq[index]! += value * value;
+    if (conversion) this.conversions[index]! += 1;
+  }
+}
+
+export const GENERATION_FIELDS = ['requests', 'keyless', 'newKeys', 'rewards', 'conversions', 'rewardSum', 'rewardSumSq'] as const;
+export type GenerationField = (typeof GENERATION_FIELDS)[number];
+
+export type GenerationSnapshot = { readonly generation: number } & { readonly [F in GenerationField]: Readonly<Record<string, number>> };
+
+/** Generations kept per route: enough for a control plane that reads late or a replica a few changes behind. */
+const KEPT_GENERATIONS = 16;
+
+/** A route's GenerationCounts, the newest KEPT_GENERATIONS of them; outlives routing tables like VersionStats. */
+export class RouteCounters {
+  readonly #recent: GenerationCounts[] = [];
+
+  /** The counts of a generation, created on first use (a generation with more versions gets a new one). */
+  forGeneration(generation: number, versions: number): GenerationCounts {
+    const found = this.#recent.find((c) => c.generation === generation && c.keyless.length === versions);
+    if (found !== undefined) return found;
+    const c = new GenerationCounts(generation, versions);
+    this.#recent.push(c);
+    if (this.#recent.length > KEPT_GENERATIONS) this.#recent.shift();
+    return c;
+  }
+
+  /** The counts of a generation still kept (null: too old, or never seen here). */
+  get(generation: number): GenerationCounts | null {
+    for (let i = this.#recent.length - 1; i >= 0; i--) if (this.#recent[i]!.generation === generation) return this.#recent[i]!;
+    return null;
+  }
+
+  snapshot(versionNames: readonly string[]): GenerationSnapshot[] {
+    const named = (a: Float64Array) => Object.fromEntries(versionNames.slice(0, a.length).map((n, i) => [n, a[i]!]));
+    return this.#recent.map((c) => {
+      const out: Record<string, unknown> = { generation: c.generation };
+      for (const f of GENERATION_FIELDS) out[f] = named(c[f]);
+      return out as GenerationSnapshot;
+    });
+  }
 }

@@ -8,7 +8,7 @@ import https from 'node:https';
 import type { Duplex } from 'node:stream';
 import { SluiceError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import { KEYLESS, originForm, pick, versionIndex } from './handle-request.js';
+import { BY_SLOT, countChoice, originForm, pick, stickyKey, versionIndex } from './handle-request.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { normalisePath } from './path.js';
 import type { RoutingTable } from './routing-table.js';
@@ -28,11 +28,14 @@ export function createUpgradeHandler(ctx: UpgradeContext) {
     const url = requestTarget === null ? null : normalisePath(requestTarget);
     const state = url === null ? null : ctx.table().match(req.headers.host, url);
     if (url === null || state === null) return refuse(socket, new SluiceError('SLUICE_ROUTE_NOT_FOUND'));
-    const picked = pick(state, req.headers, url);
+    const key = stickyKey(state, req.headers);
+    const picked = pick(state, req.headers, url, key);
     const version = state.route.versions[versionIndex(picked)]!;
-    if (picked >= KEYLESS) version.stats.countKeyless();
+    countChoice(state, picked, version.stats);
+    // A user on a WebSocket was exposed to the version as much as by a request.
+    if (key !== undefined) state.route.exposures?.record(key, version.index, state, (picked & BY_SLOT) !== 0);
     const target = new URL(version.url);
-    const headers = upstreamRequestHeaders(req, false, '');
+    const headers = upstreamRequestHeaders(req, false, '', state.route.trustForwarded);
     headers.push('connection', 'upgrade', 'upgrade', String(req.headers.upgrade ?? 'websocket'));
     const upReq = (target.protocol === 'https:' ? https : http).request({
       host: target.hostname,

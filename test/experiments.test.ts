@@ -377,8 +377,8 @@ spec:
     // With an id, a retried event counts once.
     const first = await call(s, 'POST', '/experiments/rewards/rewards', { version: 'v2', value: 10, id: 'order-1' });
     const retry = await call(s, 'POST', '/experiments/rewards/rewards', [{ version: 'v2', value: 10, id: 'order-1' }, { version: 'v2', value: 1, id: 'order-2' }]);
-    assert.deepEqual(first.json, { accepted: 1, duplicates: 0 });
-    assert.deepEqual(retry.json, { accepted: 1, duplicates: 1 });
+    assert.deepEqual(first.json, { accepted: 1, duplicates: 0, unattributed: 0 });
+    assert.deepEqual(retry.json, { accepted: 1, duplicates: 1, unattributed: 0 });
     const after = (await call(s, 'GET', '/stats')).json.routes.shop.versions;
     assert.equal(after.v2.rewardSum, 7 - expectV1 + 11);
     const badId = await call(s, 'POST', '/experiments/rewards/rewards', { version: 'v2', id: 42 });

@@ -248,12 +248,13 @@ test('routing state shared through Redis: propagation, convergence, generations,
       assert.equal(await r.text(), 'v4');
     }
     // Rewards posted to the control plane are kept per version.
-    assert.equal(await router.recordReward(ROUTE, 'v4', 2), true);
-    assert.equal(await router.recordReward(ROUTE, 'v4', 3), true);
+    const one = (value: number, id?: string) => router.recordRewards(ROUTE, [{ version: 'v4', value, id }], Date.now());
+    assert.deepEqual(await one(2), { accepted: 1, duplicates: 0, unattributed: 0 });
+    assert.deepEqual(await one(3), { accepted: 1, duplicates: 0, unattributed: 0 });
     // An event with an id counts once: a retry after a lost reply is not a second conversion.
-    assert.equal(await router.recordReward(ROUTE, 'v4', 0.5, 'order-17'), true);
-    assert.equal(await router.recordReward(ROUTE, 'v4', 0.5, 'order-17'), false);
-    assert.deepEqual(await admin.hgetall(keys.rewards(ROUTE)), { 'v4:count': '3', 'v4:sum': '5.5', 'v4:sumsq': '13.25' });
+    assert.deepEqual(await one(0.5, 'order-17'), { accepted: 1, duplicates: 0, unattributed: 0 });
+    assert.deepEqual(await one(0.5, 'order-17'), { accepted: 0, duplicates: 1, unattributed: 0 });
+    assert.deepEqual(await admin.hgetall(keys.rewards(ROUTE)), { 'v4:count': '3', 'v4:sum': '5.5', 'v4:sumsq': '13.25', 'v4:conv': '3' });
     const ttl = await admin.pttl(keys.rewardId(ROUTE, 'order-17'));
     assert.ok(ttl > 23 * 3600_000 && ttl <= 24 * 3600_000, `id remembered for a day (pttl ${ttl})`);
   });
