@@ -10,6 +10,7 @@
  */
 import { subscribe } from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { SluiceError } from '../common/errors.js';
 import type { Exposure } from './exposures.js';
@@ -46,12 +47,13 @@ function onClientClose(this: TrackedResponse): void {
  * synchronously, in one call (client-h1 writeH1): `connecting` links the two.
  */
 const kUsed = Symbol('sluice.socketUsed');
+type UpstreamSocket = Socket & { [kUsed]?: true };
 let connecting: ForwardHandler | null = null;
 subscribe('undici:client:sendHeaders', (message) => {
-  const socket = (message as { socket: { [kUsed]?: true } }).socket;
+  const socket = (message as { socket: UpstreamSocket }).socket;
   const h = connecting;
   connecting = null;
-  if (h !== null) h.reusedConnection = socket[kUsed] === true;
+  if (h !== null) h.sentOn(socket, socket[kUsed] === true);
   socket[kUsed] = true;
 });
 
@@ -67,12 +69,13 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   #abortUpstream: ((err?: Error) => void) | null = null;
   #resumeUpstream: (() => void) | null = null;
   #finished = false;
-  /** Any response byte (even a 1xx) arrived: from then on the request is never retried. */
-  #responded = false;
   #opts: Dispatcher.DispatchOptions | null = null;
   #retried = false;
-  /** Set by the sendHeaders subscriber for the attempt in flight. */
-  reusedConnection = false;
+  /** The attempt in flight went out on a connection that had carried a request before. */
+  #reused = false;
+  #socket: Socket | null = null;
+  /** The connection's bytesRead when this attempt was sent: more at the failure means a response had begun. */
+  #readAtSend = 0;
   status = 0;
   /** The user bucket of the request's sticky key (-1: none), for rewards the response carries. */
   bucket = -1;
@@ -110,13 +113,20 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   onConnect(abort: (err?: Error) => void): void {
     if (this.#finished) return abort();
     this.#abortUpstream = abort;
-    this.reusedConnection = false;
+    this.#reused = false;
+    this.#socket = null;
     connecting = this;
+  }
+
+  /** Called by the sendHeaders subscriber: which connection this attempt went out on. */
+  sentOn(socket: Socket, reused: boolean): void {
+    this.#reused = reused;
+    this.#socket = socket;
+    this.#readAtSend = socket.bytesRead;
   }
 
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void): boolean {
     if (this.#finished) return false;
-    this.#responded = true;
     if (status < 200) return true; // 1xx: informational, the final answer follows
     this.status = status;
     this.#resumeUpstream = resume;
@@ -208,8 +218,10 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
    */
   #mayRetry(err: Error): boolean {
     const opts = this.#opts;
-    if (this.#retried || this.#responded || !this.reusedConnection || opts === null || opts.body != null) return false;
+    if (this.#retried || !this.#reused || opts === null || opts.body != null) return false;
     if (!REPLAYABLE.has(opts.method) || !isConnectionLoss(err)) return false;
+    // Any byte of a response (even a partial status line) means the upstream took the request.
+    if (this.status !== 0 || this.#socket === null || this.#socket.bytesRead !== this.#readAtSend) return false;
     const pool = this.version.pool;
     if (!(pool instanceof UpstreamPool)) return false;
     this.#retried = true;

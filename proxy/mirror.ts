@@ -164,7 +164,7 @@ export function sendShadow(
         origin: mirror.version.url,
         path: mirror.version.basePath + path,
         method: req.method as Dispatcher.HttpMethod,
-        headers: upstreamRequestHeaders(req, body !== null, SHADOW_HOST_SUFFIX),
+        headers: upstreamRequestHeaders(req, body !== null, SHADOW_HOST_SUFFIX, mirror.trustForwarded),
         body,
       },
       handler,
