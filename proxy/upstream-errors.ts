@@ -3,7 +3,7 @@
  * not by `instanceof`), into the `reason` label of
  * `sluice_upstream_errors_total` and the error the client sees.
  */
-import type { ErrorCode } from '../common/errors.js';
+import { ERRORS, type ErrorCode } from '../common/errors.js';
 import { REASON_INDEX, type UpstreamErrorReason } from './stats.js';
 
 export interface UpstreamFailure {
@@ -49,12 +49,25 @@ export function classifyUpstreamError(err: Error): UpstreamFailure {
   return BY_CODE[code] ?? (code.startsWith('HPE_') ? PROTOCOL : OTHER);
 }
 
-/** The JSON body of a 502/504: what failed, where, and why. */
-export function upstreamErrorBody(f: UpstreamFailure, route: string, version: string, message: string): string {
+/**
+ * The connection went away under a request (closed or reset), as a stale
+ * keep-alive connection does; not a refusal, a timeout or a broken response.
+ */
+export function isConnectionLoss(err: Error): boolean {
+  const code = (err as { code?: string }).code;
+  return code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE';
+}
+
+/**
+ * The JSON body of a 502/504: what failed, where, and why — in our words only.
+ * The cause's own message (`connect ECONNREFUSED 10.1.2.3:8080`) names internal
+ * addresses; it goes to the log, never to the client.
+ */
+export function upstreamErrorBody(f: UpstreamFailure, route: string, version: string): string {
   return JSON.stringify({
     error: {
       code: f.code,
-      message: `version ${version} of route ${route}: ${message}`,
+      message: `version ${version} of route ${route}: ${ERRORS[f.code].message}`,
       route,
       version,
       reason: f.reason,
