@@ -4,6 +4,7 @@
  * are its inputs and outputs.
  */
 import type { LatencySketch } from '../proxy/sketch.js';
+import type { BucketSnapshot } from '../proxy/stats.js';
 import type { MetricReading } from './metrics/types.js';
 
 /** A uniform [0,1) generator; seeded per experiment and iteration. */
@@ -21,6 +22,10 @@ export interface VersionMeasurement {
   readonly rewards: number;
   readonly rewardSum: number;
   readonly rewardSumSq: number;
+  /** Requests with a reward > 0, at most one per request (conversion-rate's numerator). */
+  readonly conversions: number;
+  /** Keyed requests and their rewards per user bucket since the start (sticky routes); absent otherwise. */
+  readonly buckets?: BucketSnapshot;
   readonly mirrorCompared: number;
   readonly mirrorMismatch: number;
   /** Custom metrics (spec.metrics) read for this iteration, by metric name; absent when there are none. */
@@ -69,8 +74,8 @@ export interface VersionAssessment {
   readonly objectives: readonly ObjectiveAssessment[];
   /** P(this version has the best reward) among versions not infeasible; null without a reward. */
   readonly pBest: number | null;
-  /** P(best) under the skeptical prior (see assess.ts): what the stopping rule reads. */
-  readonly pBestSkeptical: number | null;
+  /** The always-valid comparison with the other versions (sequential.ts); null without a reward. */
+  readonly comparison: VersionComparison | null;
   /** Expected reward lost by choosing this version instead of the best (oriented units); null without a reward. */
   readonly expectedLoss: number | null;
   readonly reward: ArmPosterior | null;
@@ -80,18 +85,57 @@ export interface VersionAssessment {
   readonly metricErrors: Readonly<Record<string, { readonly code: string; readonly message: string }>>;
 }
 
+/**
+ * A version's reward as the winner test sees it: period-stratified (drift
+ * cannot move it), with always-valid intervals, relative to the baseline.
+ */
+export interface VersionComparison {
+  /** Baseline level + this version's stratified difference to the baseline (in the metric's units). */
+  readonly estimate: number | null;
+  readonly interval: readonly [number, number] | null;
+  /** Difference to the baseline with its always-valid interval (0 for the baseline). */
+  readonly difference: number | null;
+  readonly differenceInterval: readonly [number, number] | null;
+  /** Relative lift over the baseline: difference / baseline level. */
+  readonly lift: number | null;
+  readonly liftInterval: readonly [number, number] | null;
+  /** The version whose interval against this one lies wholly on the better side; null while in contention. */
+  readonly eliminatedBy: string | null;
+  /** Units behind the comparison (requests, or the same count when the design effect widens it). */
+  readonly units: number;
+}
+
 export interface SrmCheck {
   readonly flagged: boolean;
-  readonly chi2: number;
+  /** Always-valid p-value (already adjusted for the versions and replicas tested): flagged at ≤ 0.001. */
   readonly pValue: number;
+  /** Keyless requests per version in the period tested. */
   readonly observed: Readonly<Record<string, number>>;
+  /** Sticky keys first seen in the period, per version (all replicas). */
+  readonly observedKeys?: Readonly<Record<string, number>>;
   readonly expectedShare: Readonly<Record<string, number>>;
+  /** Replicas past SRM_MAX_REPLICAS, not tested. */
+  readonly untestedReplicas?: readonly string[];
+}
+
+/** Per-experiment facts the winner test needs beyond per-version data. */
+export interface SequentialSummary {
+  /** The design effect applied (1: requests are the unit; Infinity: too few users yet). */
+  readonly designEffect: number;
+  /** Significance each pair of versions is tested at (1 − confidence over the pairs). */
+  readonly pairAlpha: number;
+  /** The baseline's level (traffic-weighted over periods): what lifts are relative to. */
+  readonly baselineLevel: number | null;
 }
 
 export interface Assessment {
   /** In the spec's version order; the first is the baseline. */
   readonly versions: readonly VersionAssessment[];
   readonly srm: SrmCheck | null;
+  /** Null without a reward. */
+  readonly sequential?: SequentialSummary | null;
+  /** The winner the always-valid test has left standing (null: none yet). */
+  readonly sequentialWinner?: string | null;
 }
 
 /** What a weight policy (bandit) sees for one iteration. */

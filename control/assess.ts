@@ -13,7 +13,9 @@ import type {
   VersionMeasurement,
 } from './analysis-types.js';
 import { displayValues, metricDef, metricErrors, rewardStats, samplesOf, type MetricDef } from './metric-defs.js';
+import type { PeriodRecord } from './periods.js';
 import { meanPosterior, ratePosterior } from './posterior.js';
+import { analyseReward } from './reward-analysis.js';
 import type { ExperimentSpec, Objective } from './spec-types.js';
 import { LatencySketch } from '../proxy/sketch.js';
 
@@ -30,11 +32,16 @@ export const EMPTY_MEASUREMENT: VersionMeasurement = Object.freeze({
   rewards: 0,
   rewardSum: 0,
   rewardSumSq: 0,
+  conversions: 0,
   mirrorCompared: 0,
   mirrorMismatch: 0,
 });
 
-export function assess(spec: ExperimentSpec, measurements: Measurements, rng: Rng): Omit<Assessment, 'srm'> {
+/**
+ * `periods`: the experiment's traffic per routing generation (periods.ts),
+ * for the winner test; without them (no period known yet) the totals are one period.
+ */
+export function assess(spec: ExperimentSpec, measurements: Measurements, rng: Rng, periods: readonly PeriodRecord[] = []): Omit<Assessment, 'srm'> {
   const { criteria } = spec;
   const names = spec.versions.map((v) => v.name);
   const ms = names.map((n) => measurements[n] ?? EMPTY_MEASUREMENT);
@@ -53,14 +60,14 @@ export function assess(spec: ExperimentSpec, measurements: Measurements, rng: Rn
     return { name, m, enough, objectives, pFeasible, verdict: verdictOf(pFeasible, criteria.confidence) };
   });
 
-  const rewards = rewardPosteriors(spec, ms, names, 0);
   // Rewards are judged only when every version has its minimum: weights never move on no data.
   const allReady = judged.every((j) => j.enough);
+  // Two views of the same data: the always-valid test decides the winner (reward-analysis.ts,
+  // sequential.ts); Bayesian P(best) drives the bandit's weights (exploit early, low regret).
+  const analysis = analyseReward(spec, ms, periods, judged.map((j) => j.verdict !== 'infeasible'), allReady);
+  const rewards = rewardPosteriors(spec, ms, names, analysis?.designEffect ?? 1);
   const eligible = judged.map((j) => allReady && j.verdict !== 'infeasible' && rewards !== null);
-  // Two views of the same data: flat priors drive the bandit (exploit early, low regret); the
-  // skeptical prior decides when to stop (a difference must outweigh "no difference").
   const best = rewards !== null && allReady ? bestOf(rewards, eligible, rng) : null;
-  const skeptical = best !== null ? bestOf(rewardPosteriors(spec, ms, names, SKEPTICAL_PRIOR_REQUESTS)!, eligible, rng) : null;
 
   const versions: VersionAssessment[] = judged.map((j, i) => ({
     name: j.name,
@@ -70,13 +77,17 @@ export function assess(spec: ExperimentSpec, measurements: Measurements, rng: Rn
     pFeasible: j.pFeasible,
     objectives: j.objectives,
     pBest: best === null ? null : best.pBest[i]!,
-    pBestSkeptical: skeptical === null ? null : skeptical.pBest[i]!,
+    comparison: analysis?.comparisons[i] ?? null,
     expectedLoss: best === null || !eligible[i] ? null : best.expectedLoss[i]!,
     reward: rewards?.[i] ?? null,
     metrics: displayValues(spec, j.m),
     metricErrors: metricErrors(spec, j.m),
   }));
-  return { versions };
+  return {
+    versions,
+    sequential: analysis === null ? null : { designEffect: analysis.designEffect, pairAlpha: analysis.pairAlpha, baselineLevel: analysis.baselineLevel },
+    sequentialWinner: analysis !== null && analysis.winner >= 0 ? names[analysis.winner]! : null,
+  };
 }
 
 function verdictOf(pFeasible: number | null, confidence: number): Verdict {
@@ -130,13 +141,6 @@ function assessObjective(
   return { metric: o.metric, value, pHolds: clamp01(pAtMostUpper - pBelowLower) };
 }
 
-/**
- * Strength, in requests, of the skeptical prior the stopping rule uses: a
- * prior that every version converts at the pooled rate (the estimate under
- * "no difference"). A winner must stand out against it; see docs/statistics.md.
- */
-export const SKEPTICAL_PRIOR_REQUESTS = 200;
-
 function ratio(a: number, b: number): number {
   if (b === 0) return a === 0 ? 1 : Number.POSITIVE_INFINITY;
   return a / b;
@@ -146,22 +150,22 @@ function clamp01(x: number): number {
   return x < 0 ? 0 : x > 1 ? 1 : x;
 }
 
-/** Reward posteriors per version; `strength` > 0 adds the skeptical prior of that many observations at the pooled value. */
-function rewardPosteriors(spec: ExperimentSpec, ms: VersionMeasurement[], names: string[], strength: number): ArmPosterior[] | null {
+/**
+ * Reward posteriors per version, for P(best) and the bandit. `deff` (the
+ * design effect of sticky users, ≥ 1) shrinks every count to its effective
+ * size, so correlated requests of one user do not make them overconfident.
+ */
+function rewardPosteriors(spec: ExperimentSpec, ms: VersionMeasurement[], names: string[], deff: number): ArmPosterior[] | null {
   const reward = spec.criteria.reward;
   if (reward === null) return null;
   const sign = reward.preferredDirection === 'High' ? 1 : -1;
   const stats = ms.map((m) => rewardStats(spec, m));
-  const n = stats.reduce((t, x) => t + (x?.n ?? 0), 0);
-  const pooledTotal = stats.reduce((t, x) => t + (x === null ? 0 : x.kind === 'rate' ? x.successes : x.sum), 0);
-  const pooled = n > 0 ? pooledTotal / n : 0;
+  const f = Number.isFinite(deff) && deff > 1 ? 1 / deff : 1;
   return stats.map((x, i) => {
-    const skeptical = strength > 0 && n > 0;
     let post;
     if (x === null) post = ratePosterior(0, 0);
-    else if (x.kind === 'rate') {
-      post = ratePosterior(x.successes, x.n, skeptical ? { a: 1 + strength * pooled, b: 1 + strength * (1 - pooled) } : undefined);
-    } else post = meanPosterior(x.n, x.sum, x.sumSq, skeptical ? { mean: pooled, strength } : undefined);
+    else if (x.kind === 'rate') post = ratePosterior(x.successes * f, x.n * f);
+    else post = meanPosterior(x.n * f, x.sum * f, x.sumSq * f);
     const hasData = x !== null && x.n > 0;
     return {
       name: names[i]!,

@@ -44,8 +44,12 @@ export const BUILTIN: Readonly<Record<BuiltinMetric, MetricDef>> = {
     value: (m) => (m.mirrorCompared > 0 ? m.mirrorMismatch / m.mirrorCompared : null),
     posterior: (m) => ratePosterior(m.mirrorMismatch, m.mirrorCompared),
   },
-  // Reward events per request; more than one event per request is capped at one.
-  'conversion-rate': { kind: 'rate', value: perRequest((m) => m.rewards), posterior: (m) => ratePosterior(m.rewards, m.requests) },
+  // Requests with a reward > 0 (at most one per request), per request: a reward of 0 or a refund is not a conversion.
+  'conversion-rate': {
+    kind: 'rate',
+    value: perRequest((m) => Math.min(m.conversions, m.requests)),
+    posterior: (m) => ratePosterior(Math.min(m.conversions, m.requests), m.requests),
+  },
   // Reward value per request, requests without a reward counting as 0 (revenue per visitor).
   'reward-mean': { kind: 'mean', value: perRequest((m) => m.rewardSum), posterior: (m) => meanPosterior(m.requests, m.rewardSum, m.rewardSumSq) },
 };

@@ -4,9 +4,11 @@
  *  - Conformance: the version, once feasible.
  *  - Canary: the candidate once feasible (Progressive: once it also holds
  *    the most traffic it may get), the baseline when the candidate fails.
- *  - A/B, A/B/n, Hybrid: among feasible versions, the one whose P(best)
- *    reaches `confidence`. A failing candidate is rolled back at once and the
- *    others go on; when every candidate has failed, the experiment fails.
+ *  - A/B, A/B/n, Hybrid: the version the always-valid winner test leaves
+ *    standing (sequential.ts: every other version's interval against it
+ *    lies wholly on the worse side), once it meets its objectives. A failing
+ *    candidate is rolled back at once and the others go on; when every
+ *    candidate has failed, the experiment fails.
  * At the last iteration, whatever is not decided ends without a winner.
  */
 import type { Assessment, VersionAssessment } from './analysis-types.js';
@@ -95,18 +97,42 @@ function decideReward(spec: ExperimentSpec, a: Assessment, isFailed: (v: Version
   if (candidates.length > 0 && failed.length === candidates.length) {
     return { ...ended('Failed', null, `every candidate violates its objectives${failedNote}`), rollback };
   }
-  const feasible = a.versions.filter((v) => v.verdict === 'feasible');
-  const winner = feasible.find((v) => v.pBestSkeptical !== null && v.pBestSkeptical >= spec.criteria.confidence);
-  if (winner) {
-    return { ...ended('Completed', winner.name, `${winner.name} is best with P(best) = ${winner.pBestSkeptical!.toFixed(3)} against the skeptical prior and meets every objective${failedNote}`), rollback };
+  const standing = a.sequentialWinner ? a.versions.find((v) => v.name === a.sequentialWinner) : undefined;
+  if (standing !== undefined && standing.verdict === 'feasible') {
+    const beaten = a.versions.filter((v) => v.comparison?.eliminatedBy != null).map((v) => v.name);
+    const lift = standing.comparison?.lift;
+    const liftNote = lift != null && Number.isFinite(lift) && standing !== baseline ? `, lift ${pct(lift)} over ${baseline!.name}` : '';
+    return {
+      ...ended('Completed', standing.name, `${standing.name} is best: its ${conf(spec)} always-valid intervals beat ${beaten.join(', ')}${liftNote}; meets every objective${failedNote}`),
+      rollback,
+    };
   }
-  const lead = [...a.versions].filter((v) => v.pBestSkeptical !== null).sort((x, y) => y.pBestSkeptical! - x.pBestSkeptical!)[0];
-  const why =
-    a.versions.some((v) => !v.enoughSamples) || lead === undefined
-      ? undecided(a.versions)
-      : `no winner yet: ${lead.name} leads with P(best) = ${lead.pBestSkeptical!.toFixed(3)} against the skeptical prior (needs ${spec.criteria.confidence})`;
+  const why = a.versions.some((v) => !v.enoughSamples) ? undecided(a.versions) : noWinnerYet(spec, a, standing);
   if (last) return { ...ended('Completed', null, `${why}; traffic back to ${baseline!.name}${failedNote}`), rollback };
   return { ...running(null, why + failedNote), rollback };
+}
+
+/** Why no winner is declared: who is still in contention, and the leader's interval. */
+function noWinnerYet(spec: ExperimentSpec, a: Assessment, standing: VersionAssessment | undefined): string {
+  if (standing !== undefined) return `${standing.name} is best but ${undecided([standing])}`;
+  if (a.sequential?.designEffect === Number.POSITIVE_INFINITY) return 'no winner yet: too few distinct users to judge (sticky routing makes the user the unit)';
+  const open = a.versions.filter((v) => v.comparison !== null && v.comparison.eliminatedBy === null && v.verdict !== 'infeasible');
+  const dir = spec.criteria.reward?.preferredDirection === 'Low' ? -1 : 1;
+  const lead = [...open].sort((x, y) => dir * ((y.comparison!.difference ?? -Infinity) - (x.comparison!.difference ?? -Infinity)))[0];
+  const leadNote =
+    lead?.comparison?.liftInterval != null && Number.isFinite(lead.comparison.lift) && lead !== a.versions[0]
+      ? `; ${lead.name} leads, lift ${pct(lead.comparison.lift!)} [${pct(lead.comparison.liftInterval[0])}, ${pct(lead.comparison.liftInterval[1])}]`
+      : '';
+  return `no winner yet: ${open.map((v) => v.name).join(', ')} still in contention at ${conf(spec)}${leadNote}`;
+}
+
+function conf(spec: ExperimentSpec): string {
+  return `${(spec.criteria.confidence * 100).toFixed(spec.criteria.confidence * 100 === Math.round(spec.criteria.confidence * 100) ? 0 : 1)}%`;
+}
+
+function pct(x: number): string {
+  if (!Number.isFinite(x)) return x > 0 ? '+∞' : '−∞';
+  return `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`;
 }
 
 function running(winner: string | null, reason: string): Decision {

@@ -6,12 +6,14 @@
  * carries out the weights it returns.
  */
 import { seededRandom } from '../common/random.js';
-import type { Measurements, ObjectiveAssessment, SrmCheck, Verdict } from './analysis-types.js';
+import type { Measurements, ObjectiveAssessment, SequentialSummary, SrmCheck, Verdict, VersionComparison } from './analysis-types.js';
 import { assess } from './assess.js';
 import { decide } from './decide.js';
 import { allTo, nextWeights } from './next-weights.js';
+import { generationField, openPeriod, withGenerationTotals, type PeriodRecord } from './periods.js';
+import type { ReplicaGenerations } from './ports.js';
 import type { ExperimentDoc } from './spec-types.js';
-import { checkSrm, SRM_P_VALUE } from './srm.js';
+import { checkSrm, EMPTY_SRM_STATE, type SrmSample, type SrmState } from './srm.js';
 import type { TaskRun } from './tasks/types.js';
 
 export type ExperimentState = 'Pending' | 'Running' | 'Paused' | 'Completed' | 'Failed' | 'Aborted';
@@ -27,6 +29,8 @@ export interface VersionStatus {
   readonly objectives: readonly ObjectiveAssessment[];
   /** Custom metrics that could not be read this iteration: code and message (secrets masked). */
   readonly metricErrors: Readonly<Record<string, { readonly code: string; readonly message: string }>>;
+  /** The reward as the winner test sees it: stratified estimate, always-valid interval, lift (null without a reward). */
+  readonly comparison?: VersionComparison | null;
 }
 
 export interface IterationRecord {
@@ -65,6 +69,14 @@ export interface ExperimentStatus {
   /** The last iteration's sample-ratio check, and how many iterations were flagged. */
   readonly srm: SrmCheck | null;
   readonly srmFlagged: number;
+  /** The running sequential sample-ratio test (srm.ts). */
+  readonly srmState?: SrmState;
+  /** The routing generation of the weights in force (null before the first is written). */
+  readonly generation?: number | null;
+  /** Traffic per routing generation since the start (periods.ts): what versions are compared within. */
+  readonly periods?: readonly PeriodRecord[];
+  /** The winner test's experiment-wide figures (design effect, level each pair is tested at). */
+  readonly sequential?: SequentialSummary | null;
   readonly history: readonly IterationRecord[];
   /** Every task run (start, loop, finish), oldest first; a running one is replaced by its result. */
   readonly tasks: readonly TaskRun[];
@@ -89,6 +101,10 @@ export function pendingStatus(doc: ExperimentDoc, now: string): ExperimentStatus
     versions: {},
     srm: null,
     srmFlagged: 0,
+    srmState: EMPTY_SRM_STATE,
+    generation: null,
+    periods: [],
+    sequential: null,
     history: [],
     tasks: [],
     ending: null,
@@ -108,22 +124,31 @@ export function iterationRng(seed: number, iteration: number): () => number {
 }
 
 /**
- * One iteration. `measurements` are cumulative since the experiment started;
- * `keylessDelta` the keyless requests per version during this iteration only
- * (for the sample-ratio check against the weights that were in force).
+ * The routing generation the scheduler has just written for the weights in
+ * `s`: it carries the next iteration's traffic, so it opens that period.
  */
-export function iterate(
-  doc: ExperimentDoc,
-  s: ExperimentStatus,
-  measurements: Measurements,
-  keylessDelta: Readonly<Record<string, number>>,
-  now: string,
-): ExperimentStatus {
+export function withGeneration(s: ExperimentStatus, generation: number): ExperimentStatus {
+  return { ...s, generation, periods: openPeriod(s.periods ?? [], generation, s.iteration + 1, s.weights) };
+}
+
+/** What one iteration reads. */
+export interface IterationInput {
+  /** Cumulative per version since the experiment started (objectives, display, design effect). */
+  readonly measurements: Measurements;
+  /** Per replica, its counts per recent routing generation (AggregateSource.generations). */
+  readonly generations: readonly ReplicaGenerations[];
+}
+
+/** One iteration: assess → decide → weights, with the periods and the SRM test brought up to date. */
+export function iterate(doc: ExperimentDoc, s: ExperimentStatus, input: IterationInput, now: string): ExperimentStatus {
   const spec = doc.spec;
   const iteration = s.iteration + 1;
   const rng = iterationRng(spec.seed, iteration);
-  const srm = checkSrm(keylessDelta, s.weights, SRM_P_VALUE / spec.duration.maxIterations);
-  const a = { ...assess(spec, measurements, rng), srm };
+  const periods = withGenerationTotals(s.periods ?? [], input.generations);
+  const inForce = s.generation == null ? undefined : periods.find((p) => p.generation === s.generation);
+  const srmRun = checkSrm(s.srmState ?? EMPTY_SRM_STATE, inForce === undefined ? null : srmSample(input.generations, inForce));
+  const srm = srmRun.check;
+  const a = { ...assess(spec, input.measurements, rng, periods), srm };
   const previousPFeasible = Object.fromEntries(Object.entries(s.versions).map(([v, st]) => [v, st.pFeasible]));
   const decision = decide(spec, a, { iteration, weights: s.weights, previousPFeasible });
   const weights = nextWeights(spec, a, decision, s.weights, iteration, rng);
@@ -138,6 +163,7 @@ export function iterate(
       expectedLoss: v.expectedLoss,
       objectives: v.objectives,
       metricErrors: v.metricErrors,
+      comparison: v.comparison,
     };
   }
   const srmNote = srm?.flagged ? `; sample ratio mismatch (p = ${srm.pValue.toExponential(2)}): routing does not follow the weights` : '';
@@ -153,9 +179,21 @@ export function iterate(
     versions,
     srm,
     srmFlagged: s.srmFlagged + (srm?.flagged ? 1 : 0),
+    srmState: srmRun.state,
+    periods,
+    sequential: a.sequential ?? null,
     history: [...s.history, record],
     finishedAt: decision.end !== null ? now : null,
   };
+}
+
+/** The sample-ratio check's sample: the period in force's keyless requests (all replicas) and new sticky keys (per replica). */
+function srmSample(replicas: readonly ReplicaGenerations[], period: PeriodRecord): SrmSample {
+  const keyless: Record<string, number> = {};
+  for (const counts of Object.values(generationField(replicas, period.generation, 'keyless'))) {
+    for (const [v, n] of Object.entries(counts)) keyless[v] = (keyless[v] ?? 0) + n;
+  }
+  return { keyless, newKeys: generationField(replicas, period.generation, 'newKeys'), weights: period.weights };
 }
 
 /** Failed metric reads, named in the reason: a version judged on no data must say so. */

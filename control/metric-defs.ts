@@ -91,7 +91,7 @@ function customStats(c: MetricSpec, value: number | null, n: number | null, sd: 
 export function rewardStats(spec: ExperimentSpec, m: VersionMeasurement): RewardStats | null {
   const reward = spec.criteria.reward;
   if (reward === null) return null;
-  if (reward.metric === 'conversion-rate') return { kind: 'rate', n: m.requests, successes: Math.min(m.rewards, m.requests) };
+  if (reward.metric === 'conversion-rate') return { kind: 'rate', n: m.requests, successes: Math.min(m.conversions, m.requests) };
   if (reward.metric === 'reward-mean') return { kind: 'mean', n: m.requests, sum: m.rewardSum, sumSq: m.rewardSumSq };
   return customRewardStats(spec, spec.metrics.find((x) => x.name === reward.metric)!, m);
 }

@@ -7,7 +7,7 @@
 import type { Assessment, Rng } from './analysis-types.js';
 import type { Decision } from './decide.js';
 import type { ExperimentSpec } from './spec-types.js';
-import { explorationFloor, policyFor } from './weights/index.js';
+import { eliminated, explorationFloor, policyFor } from './weights/index.js';
 import { applyWeightLimits } from './weights/limits.js';
 
 export function finalWeights(spec: ExperimentSpec, decision: Decision): Record<string, number> {
@@ -50,5 +50,5 @@ export function nextWeights(
     return applyWeightLimits(proposed, limits);
   }
   const proposed = policyFor(spec.algorithm)({ versions: names, assessment: a, previous, iteration, rng });
-  return applyWeightLimits(proposed, { ...limits, floor: explorationFloor(a, names) });
+  return applyWeightLimits(proposed, { ...limits, floor: explorationFloor(a, names), zero: new Set([...zero, ...eliminated(a)]) });
 }

@@ -15,11 +15,11 @@
 import { SluiceError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { LatencySketch } from '../proxy/sketch.js';
-import type { VersionSnapshot } from '../proxy/stats.js';
+import { addBuckets, type BucketSnapshot, type VersionSnapshot } from '../proxy/stats.js';
 import type { Measurements, VersionMeasurement } from './analysis-types.js';
 import { EMPTY_MEASUREMENT } from './assess.js';
 import {
-  abort, FINAL_STATES, iterate, pause, pendingStatus, promote, resume, start, withTaskRun,
+  abort, FINAL_STATES, iterate, pause, pendingStatus, promote, resume, start, withGeneration, withTaskRun,
   type Ending, type ExperimentStatus,
 } from './lifecycle.js';
 import { checkMetricQueries, readAllMetrics } from './metrics/index.js';
@@ -104,7 +104,7 @@ export class Scheduler {
       await this.#checkRoute(doc);
       const queryProblems = await checkMetricQueries(doc);
       if (queryProblems.length > 0) throw new SluiceError('SLUICE_EXPERIMENT_INVALID', 'experiment is invalid', queryProblems);
-      const record: ExperimentRecord = { doc, status: pendingStatus(doc, this.#now()), start: null, lastKeyless: {} };
+      const record: ExperimentRecord = { doc, status: pendingStatus(doc, this.#now()), start: null };
       await this.#save(record);
       for (const v of spec.versions) if (v.url !== null) await this.opts.router.addVersion(spec.route, v.name, v.url);
       if (spec.tasks.start.length === 0) return this.#begin(record);
@@ -119,13 +119,12 @@ export class Scheduler {
   async #begin(record: ExperimentRecord): Promise<ExperimentRecord> {
     const { doc } = record;
     const spec = doc.spec;
-    await this.opts.router.setWeights(spec.route, this.#routeWeights(doc, spec.weights.initial), `experiment ${doc.name}`);
+    const generation = await this.opts.router.setWeights(spec.route, this.#routeWeights(doc, spec.weights.initial), `experiment ${doc.name}`);
     const counters = await this.opts.aggregates.versions(spec.route);
     const next: ExperimentRecord = {
       ...record,
-      status: start(record.status, this.#now()),
+      status: withGeneration(start(record.status, this.#now()), generation),
       start: pick(counters, spec.versions.map((v) => v.name)),
-      lastKeyless: keylessOf(counters),
     };
     await this.#save(next);
     this.opts.log.info({ experiment: doc.name, route: spec.route, weights: spec.weights.initial }, 'experiment started');
@@ -176,17 +175,19 @@ export class Scheduler {
     const names = doc.spec.versions.map((v) => v.name);
     const counters = await this.opts.aggregates.versions(doc.spec.route);
     const measurements = withCustom(measurementsSince(record.start, counters, names), names, await this.#readMetrics(record));
-    const keyless = keylessOf(counters);
-    const keylessDelta = Object.fromEntries(names.map((n) => [n, (keyless[n] ?? 0) - (record.lastKeyless[n] ?? 0)]));
-    const status = iterate(doc, record.status, measurements, keylessDelta, this.#now());
-    await this.opts.router.setWeights(doc.spec.route, this.#routeWeights(doc, status.weights), `experiment ${name} iteration ${status.iteration}`);
+    // Read after the custom metrics, however slow they were: each count sits in the routing
+    // generation that served it, so the time between reading and writing weights biases nothing.
+    const generations = await this.opts.aggregates.generations(doc.spec.route);
+    const decided = iterate(doc, record.status, { measurements, generations }, this.#now());
+    const generation = await this.opts.router.setWeights(doc.spec.route, this.#routeWeights(doc, decided.weights), `experiment ${name} iteration ${decided.iteration}`);
+    const status = FINAL_STATES.has(decided.state) ? decided : withGeneration(decided, generation);
     this.opts.log.info({ experiment: name, iteration: status.iteration, state: status.state, weights: status.weights, winner: status.winner, reason: status.reason }, 'iteration');
     if (FINAL_STATES.has(status.state)) {
       // The weights are written: #end must not write them again.
-      await this.#end({ ...record, status: { ...record.status, weights: status.weights }, lastKeyless: keyless }, status);
+      await this.#end({ ...record, status: { ...record.status, weights: status.weights } }, status);
       return;
     }
-    await this.#save({ ...record, status, lastKeyless: keyless });
+    await this.#save({ ...record, status });
     const due = doc.spec.tasks.loop.filter((t) => status.iteration % t.every === 0);
     if (due.length > 0) this.#background(name, 'loop tasks', () => this.#runLoopTasks(name, due, status.iteration));
     else this.#schedule(doc);
@@ -545,9 +546,6 @@ function pick<T>(o: Readonly<Record<string, T>>, names: readonly string[]): Reco
   return out;
 }
 
-function keylessOf(counters: Readonly<Record<string, VersionSnapshot>>): Record<string, number> {
-  return Object.fromEntries(Object.entries(counters).map(([v, s]) => [v, s.keyless]));
-}
 
 /** Counters now minus counters at the start: what each version did during the experiment. */
 export function measurementsSince(
@@ -573,9 +571,19 @@ export function measurementsSince(
       rewards: d((s) => s.rewards),
       rewardSum: d((s) => s.rewardSum),
       rewardSumSq: d((s) => s.rewardSumSq),
+      conversions: d((s) => s.conversions ?? 0),
+      ...bucketsSince(a, b),
       mirrorCompared: d((s) => s.mirrorCompared),
       mirrorMismatch: d((s) => s.mirror.mismatch ?? 0),
     };
   }
   return out;
+}
+
+/** A version's user buckets since the start (absent when it has none). */
+function bucketsSince(a: VersionSnapshot | undefined, b: VersionSnapshot): { buckets?: BucketSnapshot } {
+  if (b.buckets === undefined) return {};
+  const out = addBuckets(undefined, b.buckets);
+  if (a?.buckets !== undefined) addBuckets(out, a.buckets, -1);
+  return { buckets: out };
 }

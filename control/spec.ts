@@ -382,7 +382,15 @@ function readWeights(
   const names = [...new Set(versions.map((x) => x.name).filter((n) => n !== ''))];
   const fallback = defaultInitial(names, tp, dp, maxCandidateWeight);
   const initialPath = join(path, 'initial');
-  if (o.initial == null || names.length === 0) return { initial: fallback, maxCandidateWeight, maxCandidateWeightIncrement };
+  // Every version is judged on its own traffic (BlueGreen candidates on pinned load instead): a version
+  // that starts at 0% is never measured, and nothing moves until every version has minSamples.
+  const measured = dp !== 'BlueGreen' && tp !== null && tp !== 'Conformance';
+  if (o.initial == null || names.length === 0) {
+    if (measured && names.length > 1 && maxCandidateWeight === 0 && !p.has(maxPath)) {
+      p.add(maxPath, `maxCandidateWeight 0 gives the candidates no traffic: a ${tp} experiment cannot measure them (use BlueGreen with a load task to judge them on synthetic traffic)`);
+    }
+    return { initial: fallback, maxCandidateWeight, maxCandidateWeightIncrement };
+  }
   // The same check as `PUT /routes/NAME/weights`: known versions, integers 0..100, sum 100, missing = 0.
   const result = validateWeights({ versions: names.map((name) => ({ name, url: '', basePath: '' })) }, o.initial, initialPath);
   if ('errors' in result) {
@@ -393,6 +401,13 @@ function readWeights(
     for (const name of names.slice(1)) {
       const w = result.weights[name] ?? 0;
       if (w > maxCandidateWeight) p.add(join(initialPath, name), `candidate weight ${w} exceeds maxCandidateWeight (${maxCandidateWeight})`);
+    }
+  }
+  if (measured) {
+    for (const name of names) {
+      if ((result.weights[name] ?? 0) === 0) {
+        p.add(join(initialPath, name), `${name} starts with 0% of the traffic and would never be measured: give it at least 1 (or use BlueGreen with a load task)`);
+      }
     }
   }
   return { initial: result.weights, maxCandidateWeight, maxCandidateWeightIncrement };

@@ -77,5 +77,9 @@ export function hashKey(key: string): number {
 
 /** The slot a sticky key falls in: its point in [0,1), times 100. */
 export function slotOfKey(key: string): number {
-  return Math.floor((hashKey(key) / 4294967296) * SLOT_COUNT);
+  return slotOfHash(hashKey(key));
+}
+
+export function slotOfHash(h: number): number {
+  return Math.floor((h / 4294967296) * SLOT_COUNT);
 }

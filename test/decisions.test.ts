@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import { simulate, type Scenario } from '../bench/decisions/simulate.js';
 import { seededRandom } from '../common/random.js';
 import { drawBeta, drawGamma, meanPosterior, ratePosterior } from '../control/posterior.js';
-import { checkSrm } from '../control/srm.js';
+import { checkSrm, EMPTY_SRM_STATE } from '../control/srm.js';
 
 function abn(conversions: number[], maxIterations = 40): Scenario {
   const versions = conversions.map((_, i) => ({ name: `v${i + 1}` }));
@@ -91,9 +91,48 @@ test('posterior CDFs: rates and means', () => {
   assert.ok(Math.abs(m.cdf(10.4) - 0.9759) < 0.002, String(m.cdf(10.4)));
 });
 
-test('SRM: a 50/50 split observed as 60/40 over 1000 requests is flagged; 510/490 is not', () => {
-  assert.equal(checkSrm({ v1: 600, v2: 400 }, { v1: 50, v2: 50 })!.flagged, true);
-  assert.equal(checkSrm({ v1: 510, v2: 490 }, { v1: 50, v2: 50 })!.flagged, false);
-  assert.equal(checkSrm({ v1: 990, v2: 10 }, { v1: 100, v2: 0 })!.flagged, true, 'traffic to a 0% version');
-  assert.equal(checkSrm({ v1: 5, v2: 5 }, { v1: 50, v2: 50 }), null, 'too few requests to judge');
+test('SRM: a 50/50 split observed as 60/40 over 1000 requests is flagged; 510/490 is not; traffic to a 0% version is', () => {
+  const one = (keyless: Record<string, number>, weights: Record<string, number>) => checkSrm(EMPTY_SRM_STATE, { keyless, newKeys: {}, weights }).check;
+  assert.equal(one({ v1: 600, v2: 400 }, { v1: 50, v2: 50 })!.flagged, true);
+  assert.equal(one({ v1: 510, v2: 490 }, { v1: 50, v2: 50 })!.flagged, false);
+  assert.equal(one({ v1: 990, v2: 10 }, { v1: 100, v2: 0 })!.flagged, true, 'traffic to a 0% version');
+  assert.equal(one({ v1: 990, v3: 10 }, { v1: 50, v2: 50 })!.flagged, true, 'traffic to a version outside the weights');
+  assert.equal(one({}, { v1: 50, v2: 50 }), null, 'no traffic: nothing to judge');
+});
+
+test('SRM is sequential: a small misroute no single period shows is caught as evidence accumulates', () => {
+  // 5% of v2's traffic lands on v1, 200 requests a period: one period is far from significant.
+  let state = EMPTY_SRM_STATE;
+  let flaggedAt = -1;
+  const rand = seededRandom(3);
+  for (let k = 1; k <= 400 && flaggedAt < 0; k++) {
+    let v2 = 0;
+    for (let i = 0; i < 200; i++) if (rand() < 0.5 * 0.95) v2++;
+    const r = checkSrm(state, { keyless: { v1: 200 - v2, v2 }, newKeys: {}, weights: { v1: 50, v2: 50 } });
+    state = r.state;
+    if (k === 1) assert.equal(r.check!.flagged, false, 'one period is not enough');
+    if (r.check!.flagged) flaggedAt = k;
+  }
+  assert.ok(flaggedAt > 1, `flagged at period ${flaggedAt}`);
+});
+
+test('SRM: sound routing with a 1% arm raises no alarm in 200 experiments of 200 periods (exact, not chi-square)', () => {
+  // Expected counts of 1–3 per period: where the chi-square approximation cried wolf 4–20× too often.
+  const rand = seededRandom(17);
+  let alarms = 0;
+  for (let e = 0; e < 200; e++) {
+    let state = EMPTY_SRM_STATE;
+    let flagged = false;
+    for (let k = 0; k < 200; k++) {
+      const n = 100 + Math.floor(rand() * 200);
+      let small = 0;
+      for (let i = 0; i < n; i++) if (rand() < 0.01) small++;
+      const r = checkSrm(state, { keyless: { v1: n - small, v2: small }, newKeys: {}, weights: { v1: 99, v2: 1 } });
+      state = r.state;
+      flagged ||= r.check?.flagged === true;
+    }
+    if (flagged) alarms++;
+  }
+  // The guarantee is 0.1% per experiment; 200 experiments expect 0.2 alarms. Three would be p < 0.002.
+  assert.ok(alarms <= 2, `${alarms} of 200 sound experiments flagged`);
 });

@@ -171,6 +171,20 @@ spec: { route: r, versions: [{ name: v1 }], testingPattern: Conformance, criteri
     assert.equal(bg.spec.weights.maxCandidateWeightIncrement, 100);
   });
 
+  it('refuses a version that would start at 0% (it would never be measured), except in BlueGreen', () => {
+    const d = abn();
+    d.spec.weights = { initial: { v1: 50, v2: 50, v3: 0 } };
+    assert.throws(
+      () => validateExperiment(d),
+      (e: SluiceError) => e.code === 'SLUICE_EXPERIMENT_INVALID' && e.details.some((x) => x.path === 'spec.weights.initial.v3' && /never be measured/.test(x.message)),
+    );
+    const zeroCap = abn();
+    zeroCap.spec.weights = { maxCandidateWeight: 0 };
+    assert.throws(() => validateExperiment(zeroCap), (e: SluiceError) => e.details.some((x) => x.path === 'spec.weights.maxCandidateWeight'));
+    const bg = parseExperiment(CANARY_MINIMAL.replace('testingPattern: Canary', 'testingPattern: Canary\n  deploymentPattern: BlueGreen'));
+    assert.equal(bg.spec.weights.initial.v2, 0);
+  });
+
   it('accepts JSON as well as YAML, with the same result', () => {
     const fromObject = validateExperiment(abn());
     const fromJson = parseExperiment(JSON.stringify(abn(), null, '\t'));

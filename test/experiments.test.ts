@@ -385,4 +385,66 @@ spec:
     assert.equal(badId.status, 400);
     assert.equal(badId.json.error.details[0].path, 'id');
   });
+
+  test('A/A over HTTP: two equal versions, 20 short experiments, at most 2 declare a winner', async (t) => {
+    // Both versions convert at 5% (seeded apps); every run looks at every iteration for up to 15 of them.
+    const s = await setup(t, [
+      { name: 'v1', conversionRate: 0.05, seed: 31 },
+      { name: 'v2', conversionRate: 0.05, seed: 32 },
+    ]);
+    let winners = 0;
+    const reasons: string[] = [];
+    for (let run = 1; run <= 20; run++) {
+      const st = await runToEnd(
+        s,
+        experiment(`aa-${run}`, {
+          versions: [{ name: 'v1' }, { name: 'v2' }],
+          testingPattern: 'A/B',
+          criteria: { reward: { metric: 'conversion-rate' }, minSamples: 100 },
+          duration: { intervalSeconds: 0.15, maxIterations: 15 },
+          seed: run,
+        }),
+        { concurrency: 8 },
+      );
+      assert.equal(st.state, 'Completed', st.reason);
+      if (st.winner !== null) {
+        winners++;
+        reasons.push(`run ${run}: ${st.reason}`);
+      }
+      // The status shows the stratified estimate with its interval and the lift over the baseline.
+      const v2 = st.versions.v2!.comparison!;
+      assert.ok(v2.differenceInterval !== null && v2.differenceInterval[0] <= v2.difference! && v2.difference! <= v2.differenceInterval[1]);
+    }
+    assert.ok(winners <= 2, `${winners} of 20 A/A runs declared a winner:\n${reasons.join('\n')}`);
+  });
+
+  test('SRM: a custom metric that takes 600 ms to read raises no false alarm while weights move', async (t) => {
+    // Before counts were kept per routing generation, the requests served between reading the
+    // counters and writing the weights (600 ms here) were tested against the wrong weights.
+    const { createServer } = await import('node:http');
+    const slow = createServer((_req, res) => setTimeout(() => res.end(JSON.stringify({ value: 1 })), 600));
+    await new Promise<void>((r) => slow.listen(0, '127.0.0.1', r));
+    t.after(() => new Promise<void>((r) => slow.close(() => r())));
+    const slowUrl = `http://127.0.0.1:${(slow.address() as { port: number }).port}/`;
+    const s = await setup(t, [
+      // Close rates: the bandit moves weights every iteration, the winner test stays undecided.
+      { name: 'v1', conversionRate: 0.05, seed: 41 },
+      { name: 'v2', conversionRate: 0.055, seed: 42 },
+      { name: 'v3', conversionRate: 0.05, seed: 43 },
+    ]);
+    const doc = experiment('slow-metric', {
+      versions: [{ name: 'v1' }, { name: 'v2' }, { name: 'v3' }],
+      testingPattern: 'A/B/n',
+      criteria: { reward: { metric: 'conversion-rate' }, minSamples: 50 },
+      metrics: [{ name: 'slow', source: 'rest', type: 'count', url: slowUrl, jsonPath: '$.value' }],
+      duration: { intervalSeconds: 0.7, maxIterations: 10 },
+    });
+    const st = await runToEnd(s, doc, { concurrency: 8, timeoutMs: 60_000 });
+    const checked = st.history.filter((h) => h.srm !== null);
+    assert.ok(checked.length >= 5, `${checked.length} iterations were checked; ${st.state}: ${st.reason}`);
+    const moved = st.history.filter((h) => JSON.stringify(h.weights) !== JSON.stringify(h.weightsMeasured)).length;
+    assert.ok(moved >= 2, `weights moved in ${moved} iterations`);
+    for (const h of checked) assert.equal(h.srm!.flagged, false, `iteration ${h.iteration}: ${JSON.stringify(h.srm)}`);
+    assert.equal(st.srmFlagged, 0);
+  });
 });

@@ -33,7 +33,7 @@ function assessment(versions: Readonly<Record<string, Partial<VersionSketch>>>):
         pFeasible: null,
         objectives: [],
         pBest: v.pBest ?? null,
-        pBestSkeptical: null,
+        comparison: null,
     expectedLoss: null,
         reward: v.reward ?? null,
         metrics: {},
@@ -109,7 +109,7 @@ function build(s: Scenario): { input: PolicyInput; limits: WeightLimits } {
     previous,
     maxCandidateWeight: s.maxCandidateWeight,
     maxCandidateWeightIncrement: s.maxCandidateWeightIncrement,
-    floor: explorationFloor(a, s.names, s.floorPercent),
+    floor: explorationFloor(a, s.names),
     zero: new Set(s.names.filter((_, i) => s.verdicts[i] === 'infeasible')),
   };
   return { input: input(a, previous, s.seed), limits };
@@ -288,9 +288,17 @@ describe('policies', () => {
     assert.ok(Math.abs(w.v1! - 0.1 / 3) < 1e-12 && Math.abs(w.v3! - 0.1 / 3) < 1e-12);
   });
 
-  it('explorationFloor: only versions not judged yet', () => {
+  it('explorationFloor: every contender the winner test has not eliminated; challengers share at least half', () => {
     const a = assessment({ v1: { verdict: 'feasible' }, v2: { verdict: 'inconclusive' }, v3: { verdict: 'infeasible' } });
-    assert.deepEqual(explorationFloor(a, ['v1', 'v2', 'v3', 'v4']), { v2: 5, v4: 5 });
-    assert.deepEqual(explorationFloor(a, ['v1', 'v2'], 10), { v2: 10 });
+    // v1, v2 and the unknown v4 contend (v3 is infeasible): 50% over the two challengers of whoever leads.
+    assert.deepEqual(explorationFloor(a, ['v1', 'v2', 'v3', 'v4']), { v1: 25, v2: 25, v4: 25 });
+    const eliminated = {
+      ...a,
+      versions: a.versions.map((v) => (v.name === 'v1' ? { ...v, comparison: { estimate: null, interval: null, difference: null, differenceInterval: null, lift: null, liftInterval: null, eliminatedBy: 'v2', units: 0 } } : v)),
+    };
+    assert.deepEqual(explorationFloor(eliminated, ['v1', 'v2', 'v3', 'v4']), { v2: 50, v4: 50 });
+    // Many contenders: never below the 5% floor.
+    const many = assessment(Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`v${i + 1}`, { verdict: 'feasible' as const }])));
+    assert.equal(explorationFloor(many, many.versions.map((v) => v.name)).v1, 5);
   });
 });

@@ -9,7 +9,7 @@
  *    on observed values, the winner is the best observed reward among
  *    versions meeting their objectives, declared when the run ends.
  */
-import type { Measurements, VersionMeasurement } from '../../control/analysis-types.js';
+import type { VersionMeasurement } from '../../control/analysis-types.js';
 import type { ExperimentStatus, VersionStatus } from '../../control/lifecycle.js';
 import { metricValues } from '../../control/builtin-metrics.js';
 import { metricDef } from '../../control/metric-defs.js';
@@ -33,7 +33,7 @@ function pointHolds(spec: ExperimentSpec, o: Objective, m: VersionMeasurement, b
   return (o.lowerLimit === null || v >= o.lowerLimit) && (o.upperLimit === null || v <= o.upperLimit);
 }
 
-export const iter8v2: Step = (doc: ExperimentDoc, s: ExperimentStatus, measurements: Measurements, _keyless, now) => {
+export const iter8v2: Step = (doc: ExperimentDoc, s: ExperimentStatus, { measurements }, now) => {
   const spec = doc.spec;
   const names = spec.versions.map((v) => v.name);
   const ms = names.map((n) => measurements[n] ?? EMPTY_MEASUREMENT);

@@ -1,14 +1,25 @@
 /**
  * A seeded simulation of one experiment: synthetic traffic per iteration,
- * split by the weights in force, fed to the real `iterate` (the same pure
- * function the scheduler calls). No HTTP: thousands of runs in seconds.
+ * split by the weights in force, counted the way the proxies count it (per
+ * routing generation, per user bucket) and fed to the real `iterate` (the
+ * same pure function the scheduler calls). No HTTP: thousands of runs in
+ * seconds.
+ *
+ * What it can put in the way of a verdict: a base rate that drifts for every
+ * version alike, sticky users whose own conversion rates differ, rewards
+ * that arrive iterations after the request (credited to the version and
+ * generation that served it, as the exposure log does), and misrouting.
  */
 import { seededRandom } from '../../common/random.js';
 import type { Measurements, VersionMeasurement } from '../../control/analysis-types.js';
-import { iterate, pendingStatus, start, FINAL_STATES, type ExperimentStatus } from '../../control/lifecycle.js';
+import { iterate, pendingStatus, start, withGeneration, FINAL_STATES, type ExperimentStatus, type IterationInput } from '../../control/lifecycle.js';
+import { drawBeta } from '../../control/posterior.js';
+import type { ReplicaGenerations } from '../../control/ports.js';
 import { validateExperiment } from '../../control/spec.js';
 import type { ExperimentDoc } from '../../control/spec-types.js';
 import { LatencySketch } from '../../proxy/sketch.js';
+import { hashKey, initialSlots, reassignSlots, slotOfHash } from '../../proxy/slots.js';
+import { BUCKET_MASK, USER_BUCKETS, type GenerationSnapshot } from '../../proxy/stats.js';
 
 export interface Arm {
   readonly name: string;
@@ -23,18 +34,22 @@ export interface Scenario {
   readonly requestsPerIteration: number;
   /** Share of each non-baseline arm's keyless traffic that is misrouted to the baseline (SRM). */
   readonly misroute?: number;
+  /** Every arm's conversion rate is multiplied by `factor` from iteration `at` on (the same for all). */
+  readonly drift?: { readonly at: number; readonly factor: number };
+  /**
+   * Sticky users: each request comes from one of `count` users (uniformly),
+   * routed by its key's slot; a user converts at its own rate drawn from
+   * Beta(a, b), scaled by its arm's conversion relative to the baseline's.
+   */
+  readonly users?: { readonly count: number; readonly a: number; readonly b: number };
+  /** Rewards arrive this many iterations after their request (uniform in [min, max]); needs users (rewards by key). */
+  readonly rewardLag?: readonly [number, number];
   /** The experiment document (kind, name, spec), before defaults. */
   readonly experiment: Record<string, unknown>;
 }
 
 /** One iteration of a controller: Sluice's `iterate`, or a reference policy written for the benchmark. */
-export type Step = (
-  doc: ExperimentDoc,
-  status: ExperimentStatus,
-  measurements: Measurements,
-  keylessDelta: Readonly<Record<string, number>>,
-  now: string,
-) => ExperimentStatus;
+export type Step = (doc: ExperimentDoc, status: ExperimentStatus, input: IterationInput, now: string) => ExperimentStatus;
 
 export interface RunResult {
   readonly status: ExperimentStatus;
@@ -52,6 +67,14 @@ export interface RunResult {
   readonly minSamplesAt: number | null;
   /** Per version: iteration at which it first had minSamples (absent: never). */
   readonly minSamplesAtByVersion: Readonly<Record<string, number>>;
+  /**
+   * Late rewards are credited to the version and generation that served the
+   * request (the exposure log's rule); this counts how many the old rule —
+   * the version the key's slot maps to when the reward arrives — would have
+   * credited to another version.
+   */
+  readonly misattributedBySlotNow: number;
+  readonly lateRewards: number;
 }
 
 function binomial(n: number, p: number, rand: () => number): number {
@@ -99,7 +122,31 @@ interface Acc {
   latencySumMs: number;
   latencySumSqMs: number;
   latency: LatencySketch;
-  rewards: number;
+  conversions: number;
+  bucketRequests: number[] | null;
+  bucketConversions: number[] | null;
+}
+
+/** Counts of one generation, as a proxy keeps them. */
+interface Gen {
+  generation: number;
+  requests: number[];
+  keyless: number[];
+  newKeys: number[];
+  conversions: number[];
+}
+
+interface User {
+  readonly hash: number;
+  readonly rate: number;
+  seen: boolean;
+}
+
+interface PendingReward {
+  readonly at: number;
+  readonly version: number;
+  readonly generation: number;
+  readonly user: number;
 }
 
 export function simulate(scenario: Scenario, seed: number, step: Step = iterate): RunResult {
@@ -109,50 +156,135 @@ export function simulate(scenario: Scenario, seed: number, step: Step = iterate)
   });
   const rand = seededRandom(seed ^ 0x5bd1e995);
   const names = scenario.arms.map((a) => a.name);
-  const acc: Acc[] = scenario.arms.map(() => ({ requests: 0, errors: 0, keyless: 0, latencySumMs: 0, latencySumSqMs: 0, latency: new LatencySketch(), rewards: 0 }));
+  const k = names.length;
+  const acc: Acc[] = scenario.arms.map(() => ({
+    requests: 0, errors: 0, keyless: 0, latencySumMs: 0, latencySumSqMs: 0, latency: new LatencySketch(), conversions: 0,
+    bucketRequests: null, bucketConversions: null,
+  }));
+  const conversionOf = (i: number, iteration: number) =>
+    (scenario.arms[i]!.conversion ?? 0) * (scenario.drift && iteration >= scenario.drift.at ? scenario.drift.factor : 1);
   const bestConversion = Math.max(...scenario.arms.map((a) => a.conversion ?? 0));
   const served: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
-  let status = start(pendingStatus(doc, 't0'), 't0');
+  const users: User[] | null = scenario.users
+    ? Array.from({ length: scenario.users.count }, (_, u) => ({ hash: hashKey(`user-${seed}-${u}`), rate: drawBeta(scenario.users!.a, scenario.users!.b, rand), seen: false }))
+    : null;
+  const userMean = scenario.users ? scenario.users.a / (scenario.users.a + scenario.users.b) : 1;
+  const pending: PendingReward[] = [];
+  let misattributedBySlotNow = 0;
+  let lateRewards = 0;
+
+  const gens: Gen[] = [];
+  let generation = 1;
+  const openGen = (g: number): Gen => {
+    const x = { generation: g, requests: new Array(k).fill(0), keyless: new Array(k).fill(0), newKeys: new Array(k).fill(0), conversions: new Array(k).fill(0) };
+    gens.push(x);
+    if (gens.length > 16) gens.shift();
+    return x;
+  };
+  let status = withGeneration(start(pendingStatus(doc, 't0'), 't0'), generation);
+  let gen = openGen(generation);
+  let slots = initialSlots(names.map((n) => status.weights[n] ?? 0));
   let regret = 0;
   let movedEarly = false;
   let minSamplesAt: number | null = null;
   const minSamplesAtByVersion: Record<string, number> = {};
   const minSamples = doc.spec.criteria.minSamples;
 
-  while (!FINAL_STATES.has(status.state) && status.iteration < doc.spec.duration.maxIterations) {
-    const weights = names.map((n) => status.weights[n] ?? 0);
-    const counts = split(scenario.requestsPerIteration, weights, rand);
-    if (scenario.misroute) {
-      for (let i = 1; i < counts.length; i++) {
-        const moved = binomial(counts[i]!, scenario.misroute, rand);
-        counts[i]! -= moved;
-        counts[0]! += moved;
-      }
+  const convert = (i: number, bucket: number, iteration: number, user: number) => {
+    if (scenario.rewardLag) {
+      const [lo, hi] = scenario.rewardLag;
+      pending.push({ at: iteration + lo + Math.floor(rand() * (hi - lo + 1)), version: i, generation: gen.generation, user });
+      return;
     }
-    const keylessDelta: Record<string, number> = {};
-    counts.forEach((n, i) => {
-      const arm = scenario.arms[i]!;
-      const a = acc[i]!;
-      a.requests += n;
-      a.keyless += n;
-      a.errors += binomial(n, arm.errorRate ?? 0, rand);
-      a.rewards += binomial(n, arm.conversion ?? 0, rand);
-      const median = arm.latencyMs ?? 10;
-      for (let r = 0; r < n; r++) {
-        const z = Math.sqrt(-2 * Math.log(Math.max(rand(), 1e-300))) * Math.cos(2 * Math.PI * rand());
-        const ms = median * Math.exp(0.5 * z);
-        a.latency.add(ms);
-        a.latencySumMs += ms;
-        a.latencySumSqMs += ms * ms;
+    credit(i, gen, bucket);
+  };
+  const credit = (i: number, g: Gen | undefined, bucket: number) => {
+    const a = acc[i]!;
+    a.conversions++;
+    if (bucket >= 0 && a.bucketConversions) a.bucketConversions[bucket]!++;
+    if (g) g.conversions[i]!++;
+  };
+
+  while (!FINAL_STATES.has(status.state) && status.iteration < doc.spec.duration.maxIterations) {
+    const iteration = status.iteration + 1;
+    const weights = names.map((n) => status.weights[n] ?? 0);
+    // Rewards of earlier requests that arrive now: credited to the version and generation that served them.
+    for (let r = pending.length - 1; r >= 0; r--) {
+      const p = pending[r]!;
+      if (p.at > iteration) continue;
+      pending.splice(r, 1);
+      lateRewards++;
+      const u = users![p.user]!;
+      if (slots[slotOfHash(u.hash)] !== p.version) misattributedBySlotNow++;
+      credit(p.version, gens.find((g) => g.generation === p.generation), u.hash & BUCKET_MASK);
+    }
+    if (users !== null) {
+      for (let r = 0; r < scenario.requestsPerIteration; r++) {
+        const ui = Math.floor(rand() * users.length);
+        const u = users[ui]!;
+        const i = slots[slotOfHash(u.hash)]!;
+        const a = acc[i]!;
+        const bucket = u.hash & BUCKET_MASK;
+        a.requests++;
+        gen.requests[i]!++;
+        // A key never seen before is a fresh draw of the hash: the sticky SRM sample (a returning user is not).
+        if (!u.seen) {
+          u.seen = true;
+          gen.newKeys[i]!++;
+        }
+        a.bucketRequests ??= new Array(USER_BUCKETS).fill(0);
+        a.bucketConversions ??= new Array(USER_BUCKETS).fill(0);
+        a.bucketRequests[bucket]!++;
+        served[names[i]!]!++;
+        // The user's own propensity (mean 1) times its arm's rate.
+        if (rand() < Math.min(1, (u.rate / userMean) * conversionOf(i, iteration))) convert(i, bucket, iteration, ui);
+        regret += bestConversion - (scenario.arms[i]!.conversion ?? 0);
       }
-      served[arm.name]! += n;
-      keylessDelta[arm.name] = n;
-      regret += n * (bestConversion - (arm.conversion ?? 0));
-    });
+    } else {
+      const counts = split(scenario.requestsPerIteration, weights, rand);
+      if (scenario.misroute) {
+        for (let i = 1; i < counts.length; i++) {
+          const moved = binomial(counts[i]!, scenario.misroute, rand);
+          counts[i]! -= moved;
+          counts[0]! += moved;
+        }
+      }
+      counts.forEach((n, i) => {
+        const arm = scenario.arms[i]!;
+        const a = acc[i]!;
+        a.requests += n;
+        a.keyless += n;
+        gen.requests[i]! += n;
+        gen.keyless[i]! += n;
+        a.errors += binomial(n, arm.errorRate ?? 0, rand);
+        const conv = binomial(n, conversionOf(i, iteration), rand);
+        a.conversions += conv;
+        gen.conversions[i]! += conv;
+        if (arm.latencyMs !== undefined) {
+          for (let r = 0; r < n; r++) {
+            const z = Math.sqrt(-2 * Math.log(Math.max(rand(), 1e-300))) * Math.cos(2 * Math.PI * rand());
+            const ms = arm.latencyMs * Math.exp(0.5 * z);
+            a.latency.add(ms);
+            a.latencySumMs += ms;
+            a.latencySumSqMs += ms * ms;
+          }
+        }
+        served[arm.name]! += n;
+        regret += n * (bestConversion - (arm.conversion ?? 0));
+      });
+    }
     const measurements: Measurements = Object.fromEntries(names.map((n, i) => [n, toMeasurement(acc[i]!)]));
+    const generations: ReplicaGenerations[] = [{ replica: 'sim', generations: gens.map((g) => snapshotOf(g, names)) }];
     const before = status.weights;
     const ready = acc.every((a) => a.requests >= minSamples);
-    status = step(doc, status, measurements, keylessDelta, `t${status.iteration + 1}`);
+    const decided = step(doc, status, { measurements, generations }, `t${iteration}`);
+    if (FINAL_STATES.has(decided.state)) status = decided;
+    else {
+      generation++;
+      status = withGeneration(decided, generation);
+      gen = openGen(generation);
+      slots = reassignSlots(slots, names.map((n) => status.weights[n] ?? 0));
+    }
     acc.forEach((a, i) => {
       if (a.requests >= minSamples && minSamplesAtByVersion[names[i]!] === undefined) minSamplesAtByVersion[names[i]!] = status.iteration;
     });
@@ -170,6 +302,24 @@ export function simulate(scenario: Scenario, seed: number, step: Step = iterate)
     movedBeforeMinSamples: movedEarly,
     minSamplesAt,
     minSamplesAtByVersion,
+    misattributedBySlotNow,
+    lateRewards,
+  };
+}
+
+function snapshotOf(g: Gen, names: readonly string[]): GenerationSnapshot {
+  const named = (xs: number[]) => Object.fromEntries(names.map((n, i) => [n, xs[i]!]));
+  // Rewards are conversions of value 1 here: count, sum and sum of squares coincide.
+  const conversions = named(g.conversions);
+  return {
+    generation: g.generation,
+    requests: named(g.requests),
+    keyless: named(g.keyless),
+    newKeys: named(g.newKeys),
+    rewards: conversions,
+    conversions,
+    rewardSum: conversions,
+    rewardSumSq: conversions,
   };
 }
 
@@ -181,9 +331,11 @@ function toMeasurement(a: Acc): VersionMeasurement {
     latencySumMs: a.latencySumMs,
     latencySumSqMs: a.latencySumSqMs,
     latency: a.latency,
-    rewards: a.rewards,
-    rewardSum: a.rewards,
-    rewardSumSq: a.rewards,
+    rewards: a.conversions,
+    rewardSum: a.conversions,
+    rewardSumSq: a.conversions,
+    conversions: a.conversions,
+    ...(a.bucketRequests ? { buckets: { requests: [...a.bucketRequests], conversions: [...a.bucketConversions!], rewardSum: [...a.bucketConversions!] } } : {}),
     mirrorCompared: 0,
     mirrorMismatch: 0,
   };
