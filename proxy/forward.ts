@@ -63,6 +63,12 @@ subscribe('undici:client:sendHeaders', (message) => {
  */
 const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
+function withoutContentLength(headers: string[]): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    if (headers[i]!.length === 14 && headers[i]!.toLowerCase() === 'content-length') headers.splice(i, 2);
+  }
+}
+
 const UNFORWARDABLE_HEADERS = ['content-type', 'application/json; charset=utf-8'];
 
 export class ForwardHandler implements Dispatcher.DispatchHandler {
@@ -143,6 +149,8 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     }
     if (this.mirrors !== null) for (const c of this.mirrors.comparisons) c?.primaryHeaders(status);
     if (this.settings.draining) this.res.shouldKeepAlive = false;
+    // A 204 MUST NOT carry Content-Length (RFC 9110 §8.6); a 304's may stay: it describes the representation.
+    if (status === 204) withoutContentLength(headers);
     try {
       this.res.writeHead(status, headers);
     } catch (err) {
@@ -150,6 +158,11 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
       this.#abortUpstream?.(err as Error);
       return false;
     }
+    // 204 and 304 end at their headers, whatever their framing claims. undici would fail a 304 whose
+    // Content-Length is not followed by that many bytes (it is not meant to be), and a 204/304 that
+    // wrongly sends a body, after our headers went out: the client's connection would be cut for nothing.
+    // undici then drops the upstream connection, stray bytes and all.
+    if (status === 204 || status === 304) this.onComplete();
     return true;
   }
 
