@@ -4,6 +4,8 @@
  * control plane call on it (set weights, read stats).
  */
 import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { Duplex } from 'node:stream';
 import fastify, { type FastifyInstance } from 'fastify';
 import type { Registry } from 'prom-client';
 import { SluiceError } from '../common/errors.js';
@@ -24,6 +26,15 @@ export interface WeightsChange {
   readonly generation: number;
   readonly weights: Readonly<Record<string, number>>;
   readonly source: string;
+}
+
+/** CONNECT would make Sluice a forward proxy to anywhere: refused, with a reason, and the connection closed. */
+function refuseConnect(_req: http.IncomingMessage, socket: Duplex): void {
+  const body = JSON.stringify(new SluiceError('SLUICE_METHOD_NOT_IMPLEMENTED', 'CONNECT is not forwarded: Sluice is a reverse proxy').toJSON());
+  socket.on('error', () => {});
+  socket.end(
+    `HTTP/1.1 501 Not Implemented\r\ncontent-type: application/json; charset=utf-8\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+  );
 }
 
 export class ProxyServer {
@@ -219,8 +230,16 @@ export class ProxyServer {
     };
     this.#forward = forward;
     const handler = createRequestHandler({ table, forward, pinPrefix: `${this.pinToken}:` });
+    // fastify routes 9 methods by default; a proxy forwards every one Node parses (WebDAV, PURGE, …).
+    // Bodyless to fastify: it skips its body handling; ours streams whatever the framing says.
+    const supported = new Set(app.supportedMethods);
+    for (const m of http.METHODS) if (m !== 'CONNECT' && !supported.has(m)) app.addHttpMethod(m);
+    // fastify answers a QUERY without Content-Type 400 itself (it would parse the body); we only forward it.
+    app.addHttpMethod('QUERY', { overrideExisting: true });
     app.all('/', handler);
     app.all('/*', handler);
+    // Node hands CONNECT to this event, not to the request handler; without a listener it just drops the socket.
+    app.server.on('connect', refuseConnect);
     app.setNotFoundHandler((request, reply) => {
       reply.hijack();
       sendError(reply.raw, new SluiceError('SLUICE_ROUTE_NOT_FOUND', `no route matches ${request.method} ${request.url}`));
