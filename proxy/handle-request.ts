@@ -27,6 +27,13 @@ export const BUCKET_SHIFT = 11;
 const INDEX_MASK = 0xff;
 
 /**
+ * Node puts at most 1,000 headers (its maxHeadersCount, in raw entries) in the
+ * header map we route and frame by, yet `rawHeaders`, which we forward, keeps
+ * them all: past it Content-Length or a Connection-listed name could go unseen.
+ */
+const MAX_RAW_HEADERS = 2_000;
+
+/**
  * Which version serves a request, packed in one number so nothing is
  * allocated: the version index, KEYLESS for a weighted random draw, KEYED
  * (with the key's user bucket) when a sticky key came along, BY_SLOT when
@@ -103,6 +110,7 @@ export function createRequestHandler(ctx: TrafficContext) {
     const req = request.raw;
     const res = reply.raw;
     reply.hijack();
+    if (req.rawHeaders.length > MAX_RAW_HEADERS) return sendError(res, new SluiceError('SLUICE_TOO_MANY_HEADERS'));
     const target = originForm(req.url ?? '/');
     if (target === null) return sendError(res, new SluiceError('SLUICE_BAD_REQUEST', 'request target must be a path'));
     // Matched and forwarded as the upstream will read it, so dot segments cannot leave the route or base path.
