@@ -23,6 +23,27 @@ function withRewardBuckets(buckets: BucketSnapshot | undefined, field: (bucket: 
   return out !== undefined ? { buckets: out } : buckets !== undefined ? { buckets } : {};
 }
 
+/** The pseudo-replica that carries rewards posted to the control API, per generation (no requests of its own). */
+export const POSTED_REWARDS = 'posted-rewards';
+
+/** `{version}:g{generation}:{count|sum|sumsq|conv}` fields of the rewards hash, as generation snapshots. */
+function postedByGeneration(rewards: Readonly<Record<string, string>>): GenerationSnapshot[] {
+  const by = new Map<number, Record<'rewards' | 'rewardSum' | 'rewardSumSq' | 'conversions', Record<string, number>>>();
+  const field = { count: 'rewards', sum: 'rewardSum', sumsq: 'rewardSumSq', conv: 'conversions' } as const;
+  for (const [k, v] of Object.entries(rewards)) {
+    const m = /^(.*):g(\d+):(count|sum|sumsq|conv)$/.exec(k);
+    if (m === null) continue;
+    const g = Number(m[2]);
+    let e = by.get(g);
+    if (!e) by.set(g, (e = { rewards: {}, rewardSum: {}, rewardSumSq: {}, conversions: {} }));
+    e[field[m[3] as keyof typeof field]][m[1]!] = Number(v);
+  }
+  return [...by.entries()].map(([generation, e]) => {
+    const zero = Object.fromEntries(Object.keys({ ...e.rewards, ...e.conversions }).map((v) => [v, 0]));
+    return { generation, requests: zero, keyless: zero, newKeys: zero, ...e };
+  });
+}
+
 export class RedisAggregates implements AggregateSource {
   constructor(
     private readonly redis: Redis,
@@ -65,16 +86,19 @@ export class RedisAggregates implements AggregateSource {
 
   async generations(route: string): Promise<ReplicaGenerations[]> {
     let fields: Record<string, string>;
+    let rewards: Record<string, string>;
     try {
-      fields = await this.redis.hgetall(this.keys.stats(route));
+      [fields, rewards] = await Promise.all([this.redis.hgetall(this.keys.stats(route)), this.redis.hgetall(this.keys.rewards(route))]);
     } catch (err) {
       throw new SluiceError('SLUICE_STORE_UNAVAILABLE', `cannot read measurements of route ${route}: ${(err as Error).message}`);
     }
-    return Object.entries(fields).map(([replica, json]) => ({
+    const replicas: ReplicaGenerations[] = Object.entries(fields).map(([replica, json]) => ({
       replica,
       // Replicas from before per-generation counting publish none.
       generations: (JSON.parse(json) as { generations?: GenerationSnapshot[] }).generations ?? [],
     }));
+    const posted = postedByGeneration(rewards);
+    return posted.length === 0 ? replicas : [...replicas, { replica: POSTED_REWARDS, generations: posted }];
   }
 
   /** Replicas that have reported for a route, for status and debugging. */

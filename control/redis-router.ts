@@ -52,6 +52,7 @@ const DEFAULT_EXPOSURE_WAIT_MS = 1_200;
  */
 const RECORD_REWARD = `
 local version = ARGV[1]
+local generation = ARGV[8]
 local latest = false
 local since = ''
 if KEYS[3] ~= '' then
@@ -62,8 +63,10 @@ if KEYS[3] ~= '' then
     version = x.v
     latest = true
     since = x.s
+    if type(x.g) == 'string' then generation = x.g end
   elseif type(x.pv) == 'string' then
     version = x.pv
+    if type(x.pg) == 'string' then generation = x.pg end
   else
     return {-1, ''}
   end
@@ -81,6 +84,14 @@ redis.call('HINCRBYFLOAT', KEYS[1], version .. ':count', 1)
 redis.call('HINCRBYFLOAT', KEYS[1], version .. ':sum', ARGV[2])
 redis.call('HINCRBYFLOAT', KEYS[1], version .. ':sumsq', ARGV[3])
 if conv == 1 then redis.call('HINCRBYFLOAT', KEYS[1], version .. ':conv', 1) end
+-- Per routing generation too: the winner test compares versions within the period that served the user.
+if generation ~= '' then
+  local g = version .. ':g' .. generation .. ':'
+  redis.call('HINCRBYFLOAT', KEYS[1], g .. 'count', 1)
+  redis.call('HINCRBYFLOAT', KEYS[1], g .. 'sum', ARGV[2])
+  redis.call('HINCRBYFLOAT', KEYS[1], g .. 'sumsq', ARGV[3])
+  if conv == 1 then redis.call('HINCRBYFLOAT', KEYS[1], g .. 'conv', 1) end
+end
 if ARGV[6] ~= '-1' then
   redis.call('HINCRBYFLOAT', KEYS[1], version .. ':b' .. ARGV[6] .. ':sum', ARGV[2])
   if conv == 1 then redis.call('HINCRBYFLOAT', KEYS[1], version .. ':b' .. ARGV[6] .. ':conv', 1) end
@@ -248,6 +259,8 @@ export class RedisRouter implements TrafficRouter {
         String(at),
         byKey ? String(hashKey(e.key) & BUCKET_MASK) : '-1',
         String(this.options.exposureRetentionMs ?? DEFAULT_EXPOSURE_RETENTION_MS),
+        // A reward by version has no exposure: it counts under the generation in force now.
+        String(this.#cache.get(route)?.generation ?? ''),
       )) as [number, string];
       if (status === -1) return false;
       if (status === 1) tally.accepted++;

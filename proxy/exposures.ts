@@ -108,8 +108,9 @@ export class ExposureLog {
 
   /**
    * A keyed request served by version `index` under `state`'s generation.
-   * `bySlot`: the key's slot chose the version (no rule did); its first
-   * request in a generation is then a sample of the sticky SRM check.
+   * `bySlot`: the key's slot chose the version (no rule did); a key never
+   * seen before is then a sample of the sticky SRM check (a fresh draw of
+   * the hash — a returning user is not, as it was counted already).
    * Returns the key's entry (null for a key too long to log).
    */
   record(key: string, index: number, state: RouteState, bySlot: boolean, now = Date.now()): Exposure | null {
@@ -127,8 +128,9 @@ export class ExposureLog {
       e.seq++;
       e.converted = false;
       if (e.generation !== state.generation) {
+        // Redis mode: the control credits a late reward to the generation of the key's latest request.
         e.generation = state.generation;
-        if (bySlot) state.counts.newKeys[index]! += 1;
+        if (this.#pending !== null) this.#queue(key, e);
       }
       return e;
     }

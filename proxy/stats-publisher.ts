@@ -119,10 +119,12 @@ export class StatsPublisher {
         const batch = changes.slice(i, i + EXPOSURE_BATCH);
         const pipeline = this.opts.redis.pipeline();
         for (const [key, e] of batch) {
-          const x: Record<string, string> = { v: names[e.version]!.name, s: String(e.since) };
+          // g: the generation of the key's latest request, where a late reward is counted (control/periods.ts).
+          const x: Record<string, string> = { v: names[e.version]!.name, s: String(e.since), g: String(e.generation) };
           if (e.prevVersion >= 0) {
             x.pv = names[e.prevVersion]!.name;
             x.ps = String(e.prevSince);
+            x.pg = String(e.prevGeneration);
           }
           pipeline.set(this.opts.keys.exposure(state.route.name, key), JSON.stringify(x), 'PX', ttl);
         }

@@ -252,16 +252,20 @@ describe('exposure log', () => {
     assert.equal(log.attribute('unknown', 5000, 5001), null);
   });
 
-  test('new keys per generation count only slot-chosen first requests of each generation', () => {
+  test('new keys count only keys never seen before, chosen by their slot: fresh draws of the hash for the sticky SRM check', () => {
     const log = new ExposureLog({ maxKeys: 10, retentionMs: 60_000 });
     const a = gen(7);
     const b = gen(8);
     log.record('k1', 0, a, true, 1);
     log.record('k1', 0, a, true, 2);
     log.record('k2', 1, a, false, 3); // a rule chose it
-    log.record('k1', 1, b, true, 4);
+    log.record('k1', 1, b, true, 4); // a returning user: its slot is no new draw
+    log.record('k3', 2, b, true, 5);
     assert.deepEqual([...a.counts.newKeys], [1, 0, 0]);
-    assert.deepEqual([...b.counts.newKeys], [0, 1, 0]);
+    assert.deepEqual([...b.counts.newKeys], [0, 0, 1]);
+    // The generation of the key's latest request is kept (Redis mode counts a late reward there).
+    assert.equal(log.get('k1', 6)!.generation, 8);
+    assert.equal(log.get('k1', 6)!.prevGeneration, 7);
   });
 
   test('bounded by count (least recently seen first) and by age', () => {

@@ -254,7 +254,12 @@ test('routing state shared through Redis: propagation, convergence, generations,
     // An event with an id counts once: a retry after a lost reply is not a second conversion.
     assert.deepEqual(await one(0.5, 'order-17'), { accepted: 1, duplicates: 0, unattributed: 0 });
     assert.deepEqual(await one(0.5, 'order-17'), { accepted: 0, duplicates: 1, unattributed: 0 });
-    assert.deepEqual(await admin.hgetall(keys.rewards(ROUTE)), { 'v4:count': '3', 'v4:sum': '5.5', 'v4:sumsq': '13.25', 'v4:conv': '3' });
+    // Kept per version, and per routing generation in force (a reward by version has no exposure of its own).
+    const inForce = `v4:g${router.generation(ROUTE)}:`;
+    assert.deepEqual(await admin.hgetall(keys.rewards(ROUTE)), {
+      'v4:count': '3', 'v4:sum': '5.5', 'v4:sumsq': '13.25', 'v4:conv': '3',
+      [`${inForce}count`]: '3', [`${inForce}sum`]: '5.5', [`${inForce}sumsq`]: '13.25', [`${inForce}conv`]: '3',
+    });
     const ttl = await admin.pttl(keys.rewardId(ROUTE, 'order-17'));
     assert.ok(ttl > 23 * 3600_000 && ttl <= 24 * 3600_000, `id remembered for a day (pttl ${ttl})`);
   });
