@@ -67,6 +67,19 @@ export interface VersionStatus {
   expectedLoss?: number | null;
   objectives: ObjectiveStatus[];
   metricErrors?: Record<string, { code: string; message: string }>;
+  /** The reward as the winner test sees it (docs/statistics.md); null without a reward. */
+  comparison?: RewardComparison | null;
+}
+
+export interface RewardComparison {
+  estimate: number | null;
+  interval: [number, number] | null;
+  difference: number | null;
+  differenceInterval: [number, number] | null;
+  lift: number | null;
+  liftInterval: [number, number] | null;
+  eliminatedBy: string | null;
+  units: number;
 }
 
 export interface TaskRun {
@@ -84,9 +97,9 @@ export interface TaskRun {
 
 export interface SrmCheck {
   flagged: boolean;
-  chi2: number;
   pValue: number;
   observed?: Record<string, number>;
+  observedKeys?: Record<string, number>;
   expectedShare?: Record<string, number>;
 }
 
@@ -114,6 +127,7 @@ export interface ExperimentStatus {
   versions: Record<string, VersionStatus>;
   srm?: SrmCheck | null;
   srmFlagged?: number;
+  sequential?: { designEffect: number | null; pairAlpha: number; baselineLevel: number | null } | null;
   history: IterationRecord[];
   tasks?: TaskRun[];
   ending?: { state: string; reason: string; finishedAt: string } | null;

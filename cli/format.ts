@@ -147,10 +147,13 @@ export function metricColumns(e: Experiment, versions: Readonly<Record<string, V
   const add = (m: string) => {
     if (!cols.includes(m) && m !== 'request-count') cols.push(m);
   };
+  // The reward is shown period-stratified, with intervals, in its own table (rewardGrid), not as a raw pooled ratio here.
+  const reward = e.spec.criteria.reward?.metric ?? null;
+  const stratified = reward !== null && Object.values(versions).some((v) => v.comparison != null);
   const anyRewards = Object.values(versions).some((v) => (v.metrics['conversion-rate'] ?? 0) > 0);
-  if (anyRewards) add('conversion-rate');
+  if (anyRewards && !(stratified && reward === 'conversion-rate')) add('conversion-rate');
   for (const o of e.spec.criteria.objectives) add(o.metric);
-  if (e.spec.criteria.reward) add(e.spec.criteria.reward.metric);
+  if (reward !== null && !stratified) add(reward);
   return cols;
 }
 
@@ -172,6 +175,48 @@ export function versionsGrid(e: Experiment): Grid | null {
     return [label, String(v.samples), ...cols.map((c) => metricValue(c, v.metrics[c])), v.verdict, prob(v.pFeasible), prob(v.pBest)];
   });
   return { headers: ['VERSION', 'SAMPLES', ...cols.map((c) => c.toUpperCase()), 'VERDICT', 'P(FEASIBLE)', 'P(BEST)'], rows };
+}
+
+export function rewardTable(e: Experiment): string | null {
+  const grid = rewardGrid(e);
+  return grid === null ? null : table(grid.headers, grid.rows);
+}
+
+/**
+ * The reward as the winner test sees it: per version its period-stratified
+ * estimate and the lift over the baseline, each with its always-valid
+ * interval, and where it stands (null without a reward or before any data).
+ */
+export function rewardGrid(e: Experiment): Grid | null {
+  const r = e.spec.criteria.reward;
+  if (!r) return null;
+  const names = e.spec.versions.map((v) => v.name);
+  const rows = names.map((n, i) => {
+    const c = e.status.versions[n]?.comparison ?? null;
+    const label = i === 0 ? `${n} (baseline)` : n;
+    if (c === null || c.estimate === null) return [label, '-', '-', '-', '-', '-'];
+    const standing = c.eliminatedBy !== null ? `out (beaten by ${c.eliminatedBy})` : e.status.winner === n && e.status.state === 'Completed' ? 'winner' : 'in contention';
+    return [
+      label,
+      String(c.units),
+      `${num(c.estimate)} ${interval(c.interval, num)}`,
+      i === 0 ? '-' : `${signedPct(c.lift)} ${interval(c.liftInterval, signedPct)}`,
+      standing,
+      prob(e.status.versions[n]?.pBest),
+    ];
+  });
+  if (rows.every((row) => row[2] === '-')) return null;
+  return { headers: ['VERSION', 'UNITS', r.metric.toUpperCase(), 'LIFT', 'STANDING', 'P(BEST)'], rows };
+}
+
+function interval(x: readonly [number, number] | null, f: (n: number) => string): string {
+  return x === null ? '' : `[${f(x[0])}, ${f(x[1])}]`;
+}
+
+function signedPct(x: number | null | undefined): string {
+  if (x === null || x === undefined) return '-';
+  if (!Number.isFinite(x)) return x > 0 ? '+∞' : '-∞';
+  return `${x >= 0 ? '+' : ''}${(x * 100).toFixed(1)}%`;
 }
 
 /** `error-rate <= 0.01`, `latency-mean <= 1.2x baseline`, `0.1 <= conversion-rate <= 0.5`. */
@@ -209,6 +254,8 @@ export function objectivesGrid(e: Experiment): Grid | null {
 
 export function describeText(e: Experiment): string {
   const parts = [describeHeader(e), '', 'Versions:', indent(versionsTable(e))];
+  const reward = rewardTable(e);
+  if (reward !== null) parts.push('', `Reward (period-stratified, ${intervalLevel(e)} always-valid intervals):`, indent(reward));
   const objectives = objectivesTable(e);
   if (objectives !== null) parts.push('', 'Objectives:', indent(objectives));
   parts.push('', `Criteria: ${criteriaText(e)}`);
@@ -217,6 +264,15 @@ export function describeText(e: Experiment): string {
   const tasks = tasksTable(e);
   if (tasks !== null) parts.push('', 'Tasks:', indent(tasks));
   return parts.join('\n');
+}
+
+/** `95%`, and the design effect when sticky users widen the intervals. */
+function intervalLevel(e: Experiment): string {
+  const level = `${num(e.spec.criteria.confidence * 100)}%`;
+  const deff = e.status.sequential?.designEffect;
+  // JSON turns Infinity into null: too few users to judge.
+  if (e.status.sequential && deff === null) return `${level}, too few users for intervals yet`;
+  return deff !== undefined && deff !== null && deff > 1 ? `${level}, widened ×${num(Math.sqrt(deff))} for sticky users` : level;
 }
 
 /** `confidence 0.95, minSamples 100, reward orders (higher)`. */

@@ -10,12 +10,13 @@
  * contain `<=`, and error messages or task outputs can contain anything.
  */
 import type { Experiment, IterationRecord } from './client.js';
-import { criteriaText, describeFields, type Grid, historyGrid, metricErrorList, num, objectivesGrid, tasksGrid, versionsGrid } from './format.js';
+import { criteriaText, describeFields, type Grid, historyGrid, metricErrorList, num, objectivesGrid, rewardGrid, tasksGrid, versionsGrid } from './format.js';
 import { escapeHtml as esc, lineChart, niceStep, type Series, seriesStyle } from './report-svg.js';
 
 export function reportHtml(e: Experiment, generatedAt: Date): string {
   const sections = [
     section('Versions', versionsGrid(e), 'No iteration yet: nothing measured.'),
+    section('Reward (period-stratified, always-valid intervals)', rewardGrid(e), null),
     section('Objectives', objectivesGrid(e), null),
     `<p class="criteria">Criteria: ${esc(criteriaText(e))}</p>`,
     metricErrorsSection(e),
