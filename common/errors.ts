@@ -29,6 +29,7 @@ export const ERRORS = {
   SLUICE_TOO_MANY_HEADERS: { status: 431, message: 'the request has more header fields than Sluice reads' },
   SLUICE_METHOD_NOT_IMPLEMENTED: { status: 501, message: 'Sluice does not forward this method' },
   SLUICE_PATH_INVALID: { status: 400, message: 'the request path is malformed or hides a dot segment' },
+  SLUICE_UPGRADE_LIMIT: { status: 503, message: 'the version has as many upgraded (WebSocket) connections as allowed' },
   SLUICE_NOT_FOUND: { status: 404, message: 'not found' },
   SLUICE_INTERNAL: { status: 500, message: 'internal error' },
   SLUICE_LISTEN: { status: 500, message: 'cannot listen on the configured address' },

@@ -100,6 +100,8 @@ export interface ProxyOptions {
    * load balancer). Off: Sluice is the ingress and replaces them.
    */
   readonly trustForwarded: boolean;
+  /** Upgraded (WebSocket) connections open at once per version; beyond it upgrades get 503. */
+  readonly maxUpgradesPerVersion: number;
 }
 
 export interface StoreConfig {

@@ -315,7 +315,7 @@ function readStore(p: Problems, v: unknown): StoreConfig {
 function readProxy(p: Problems, v: unknown): ProxyOptions {
   const o = optMapping(p, v, 'proxy', [
     'versionHeader', 'connectionsPerVersion', 'upstreamKeepAlive', 'headersTimeout',
-    'requestTimeout', 'keepAliveTimeout', 'drainTimeout', 'accessLog', 'trustForwarded',
+    'requestTimeout', 'keepAliveTimeout', 'drainTimeout', 'accessLog', 'trustForwarded', 'maxUpgradesPerVersion',
   ]);
   const at = (k: string): string => `proxy.${k}`;
   const options: ProxyOptions = {
@@ -329,6 +329,7 @@ function readProxy(p: Problems, v: unknown): ProxyOptions {
     drainTimeoutMs: readDuration(p, o.drainTimeout, at('drainTimeout'), 30_000, true),
     accessLog: readBool(p, o.accessLog, at('accessLog'), false),
     trustForwarded: readBool(p, o.trustForwarded, at('trustForwarded'), false),
+    maxUpgradesPerVersion: readInt(p, o.maxUpgradesPerVersion, at('maxUpgradesPerVersion'), 10_000, 0),
   };
   const { headersTimeoutMs: h, requestTimeoutMs: r } = options;
   // Node's http.createServer throws on this combination; better to say so at load.

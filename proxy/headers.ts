@@ -110,7 +110,7 @@ export const REWARD_HEADER = 'x-sluice-reward';
  * when absent, Infinity when present but not a number) through `out.reward`.
  */
 export function clientResponseHeaders(
-  raw: Buffer[],
+  raw: ReadonlyArray<Buffer | string>,
   versionHeader: string | null,
   versionName: string,
   out: { reward: number },
@@ -119,19 +119,19 @@ export function clientResponseHeaders(
   // Connection-listed names must be known before filtering; it is rare, so look first.
   for (let i = 0; i < raw.length; i += 2) {
     const b = raw[i]!;
-    if (b.length === 10 && b.toString('latin1').toLowerCase() === 'connection') {
-      listed = connectionTokens(raw[i + 1]!.toString('latin1'));
+    if (b.length === 10 && latin1(b).toLowerCase() === 'connection') {
+      listed = connectionTokens(latin1(raw[i + 1]!));
     }
   }
   const headers: string[] = [];
   out.reward = Number.NaN;
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!.toString('latin1');
+    const name = latin1(raw[i]!);
     const lower = name.toLowerCase();
     if (HOP_BY_HOP.has(lower)) continue;
     if (listed !== null && listed.has(lower)) continue;
     if (lower === REWARD_HEADER) {
-      const text = raw[i + 1]!.toString('latin1');
+      const text = latin1(raw[i + 1]!);
       const v = Number(text);
       // Number('') is 0: an empty header must not read as a zero reward. Anything but a finite
       // number comes out as Infinity, which the caller counts as a refused reward.
@@ -139,8 +139,13 @@ export function clientResponseHeaders(
       continue;
     }
     if (versionHeader !== null && lower === versionHeader) continue;
-    headers.push(name, raw[i + 1]!.toString('latin1'));
+    headers.push(name, latin1(raw[i + 1]!));
   }
   if (versionHeader !== null) headers.push(versionHeader, versionName);
   return headers;
+}
+
+/** undici hands header buffers, Node's IncomingMessage (the upgrade path) latin1 strings. */
+function latin1(v: Buffer | string): string {
+  return typeof v === 'string' ? v : v.toString('latin1');
 }

@@ -19,7 +19,7 @@ import { createMetricsRegistry } from './metrics.js';
 import { compileRoute, initialState, routeState, RoutingTable, withWeights, type RouteState } from './routing-table.js';
 import { StatsRegistry } from './stats.js';
 import { Upstreams } from './upstreams.js';
-import { createUpgradeHandler } from './websocket.js';
+import { createUpgradeHandler, type UpgradeHandler } from './websocket.js';
 
 export interface WeightsChange {
   readonly route: string;
@@ -53,6 +53,7 @@ export class ProxyServer {
   #table: RoutingTable;
   #draining = false;
   #forward: ForwardSettings | null = null;
+  #upgrades: UpgradeHandler | null = null;
   readonly #listeners = new Set<(c: WeightsChange) => void>();
 
   constructor(
@@ -179,6 +180,8 @@ export class ProxyServer {
     if (this.#draining) return;
     this.#draining = true;
     if (this.#forward) this.#forward.draining = true;
+    // Upgraded connections never finish on their own: without this the drain would wait its whole timeout.
+    this.#upgrades?.closeAll();
     // server.close() closes only connections idle right now; keep-alive connections that finish
     // their last response later would hold the drain open until their idle timeout.
     const sweep = setInterval(() => this.app.server.closeIdleConnections(), 100);
@@ -244,7 +247,11 @@ export class ProxyServer {
       reply.hijack();
       sendError(reply.raw, new SluiceError('SLUICE_ROUTE_NOT_FOUND', `no route matches ${request.method} ${request.url}`));
     });
-    app.server.on('upgrade', createUpgradeHandler({ table, versionHeader: p.versionHeader, log }));
+    const upgrades = createUpgradeHandler({
+      table, versionHeader: p.versionHeader, log, maxPerVersion: p.maxUpgradesPerVersion, maxReward: this.config.rewards.maxValue, server: app.server,
+    });
+    this.#upgrades = upgrades;
+    app.server.on('upgrade', upgrades.handle);
     return app;
   }
 }
