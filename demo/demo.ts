@@ -119,10 +119,14 @@ function iterationLine(
 ): string {
   const cells = Object.entries(versions).map(([v, s]) => {
     const err = s.metrics['error-rate'];
-    const conv = s.metrics['conversion-rate'];
+    // The reward as the winner test sees it: stratified by period, lift over the baseline (docs/statistics.md).
+    const c = s.comparison ?? null;
+    const conv = c?.estimate ?? s.metrics['conversion-rate'];
     const mark = s.verdict === 'feasible' ? '✓' : s.verdict === 'infeasible' ? '✗' : '?';
     const pct = (x: number | null | undefined) => (x == null ? '  -  ' : `${(100 * x).toFixed(1).padStart(4)}%`);
-    return `${v} ${mark} ${String(s.samples).padStart(5)} req err ${pct(err)} conv ${pct(conv)} P(best) ${s.pBest === null ? ' -  ' : s.pBest.toFixed(2)}`;
+    const lift = c?.lift == null || !Number.isFinite(c.lift) || c.difference === 0 ? '' : ` (${c.lift >= 0 ? '+' : ''}${(100 * c.lift).toFixed(0)}%)`;
+    const out = c?.eliminatedBy ? ' out' : '';
+    return `${v} ${mark} ${String(s.samples).padStart(5)} req err ${pct(err)} conv ${pct(conv)}${lift.padEnd(7)} P(best) ${s.pBest === null ? ' -  ' : s.pBest.toFixed(2)}${out}`;
   });
   return `iter ${String(i).padStart(2)}/${max}  next ${fmtWeights(weights).padEnd(22)} | ${cells.join(' | ')}`;
 }
