@@ -108,6 +108,8 @@ describe('a valid config', () => {
       keepAliveTimeoutMs: 65_000,
       drainTimeoutMs: 30_000,
       accessLog: false,
+      trustForwarded: false,
+      maxUpgradesPerVersion: 10_000,
     });
     assert.equal(c.routes.length, 1);
     const r = c.routes[0]!;
