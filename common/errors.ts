@@ -30,6 +30,8 @@ export const ERRORS = {
   SLUICE_METHOD_NOT_IMPLEMENTED: { status: 501, message: 'Sluice does not forward this method' },
   SLUICE_PATH_INVALID: { status: 400, message: 'the request path is malformed or hides a dot segment' },
   SLUICE_UPGRADE_LIMIT: { status: 503, message: 'the version has as many upgraded (WebSocket) connections as allowed' },
+  SLUICE_REQUEST_TIMEOUT: { status: 408, message: 'the request body did not arrive in time' },
+  SLUICE_OVERLOADED: { status: 503, message: 'the version has too many requests waiting for a connection' },
   SLUICE_NOT_FOUND: { status: 404, message: 'not found' },
   SLUICE_INTERNAL: { status: 500, message: 'internal error' },
   SLUICE_LISTEN: { status: 500, message: 'cannot listen on the configured address' },

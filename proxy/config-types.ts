@@ -102,6 +102,18 @@ export interface ProxyOptions {
   readonly trustForwarded: boolean;
   /** Upgraded (WebSocket) connections open at once per version; beyond it upgrades get 503. */
   readonly maxUpgradesPerVersion: number;
+  /** Request bodies with a Content-Length up to this are read whole before dispatch (slow-clients.ts). */
+  readonly requestBufferBytes: number;
+  /** Response bytes that may wait in memory for a slow client, so the upstream connection is freed sooner. */
+  readonly responseBufferBytes: number;
+  /** Process-wide bound on both buffers together; beyond it requests and responses stream. */
+  readonly bufferMemoryBytes: number;
+  /** Longest pause between two chunks of a request body (0: none). */
+  readonly clientBodyTimeoutMs: number;
+  /** Longest a client may take no response bytes while some wait for it (0: none). */
+  readonly sendTimeoutMs: number;
+  /** Requests per version waiting for an upstream connection; beyond it: 503 SLUICE_OVERLOADED. */
+  readonly queueLimit: number;
 }
 
 export interface StoreConfig {

@@ -316,6 +316,7 @@ function readProxy(p: Problems, v: unknown): ProxyOptions {
   const o = optMapping(p, v, 'proxy', [
     'versionHeader', 'connectionsPerVersion', 'upstreamKeepAlive', 'headersTimeout',
     'requestTimeout', 'keepAliveTimeout', 'drainTimeout', 'accessLog', 'trustForwarded', 'maxUpgradesPerVersion',
+    'requestBuffer', 'responseBuffer', 'bufferMemory', 'clientBodyTimeout', 'sendTimeout', 'queueLimit',
   ]);
   const at = (k: string): string => `proxy.${k}`;
   const options: ProxyOptions = {
@@ -330,6 +331,14 @@ function readProxy(p: Problems, v: unknown): ProxyOptions {
     accessLog: readBool(p, o.accessLog, at('accessLog'), false),
     trustForwarded: readBool(p, o.trustForwarded, at('trustForwarded'), false),
     maxUpgradesPerVersion: readInt(p, o.maxUpgradesPerVersion, at('maxUpgradesPerVersion'), 10_000, 0),
+    // Slow clients (slow-clients.ts). nginx buffers 8-16 KiB in memory and the rest on disk; with no disk,
+    // 1 MiB covers most API bodies and pages while the shared budget bounds the worst case.
+    requestBufferBytes: readSize(p, o.requestBuffer, at('requestBuffer'), MIB),
+    responseBufferBytes: readSize(p, o.responseBuffer, at('responseBuffer'), MIB),
+    bufferMemoryBytes: readSize(p, o.bufferMemory, at('bufferMemory'), 256 * MIB),
+    clientBodyTimeoutMs: readDuration(p, o.clientBodyTimeout, at('clientBodyTimeout'), 10_000, true),
+    sendTimeoutMs: readDuration(p, o.sendTimeout, at('sendTimeout'), 30_000, true),
+    queueLimit: readInt(p, o.queueLimit, at('queueLimit'), 1024, 0),
   };
   const { headersTimeoutMs: h, requestTimeoutMs: r } = options;
   // Node's http.createServer throws on this combination; better to say so at load.

@@ -19,6 +19,7 @@ import type { MirrorPlan } from './mirror.js';
 import type { Version } from './routing-table.js';
 import { CLIENT_INVALID_REQUEST, STATUS_CLIENT_CLOSED, type GenerationCounts } from './stats.js';
 import { classifyUpstreamError, isConnectionLoss, upstreamErrorBody } from './upstream-errors.js';
+import type { BufferHold, PoolGate, SlowClients } from './slow-clients.js';
 import { UpstreamPool } from './upstreams.js';
 
 /** Process-wide settings every forward needs; built once. */
@@ -30,6 +31,8 @@ export interface ForwardSettings {
   /** rewards.maxValue: a larger absolute `x-sluice-reward` is refused. */
   readonly maxReward: number;
   onFinish?(handler: ForwardHandler, latencyMs: number): void;
+  /** Buffering for slow clients and the per-pool request bound (slow-clients.ts). */
+  readonly slow: SlowClients;
 }
 
 const kHandler = Symbol('sluice.forwardHandler');
@@ -91,6 +94,9 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   /** The sticky key's exposure (exposures.ts) and which of its requests this is: a reward converts a request once. */
   exposure: Exposure | null = null;
   exposureSeq = 0;
+  /** Buffer budget this request holds, and its slot on the pool's gate (slow-clients.ts). */
+  hold: BufferHold | null = null;
+  gate: PoolGate | null = null;
 
   constructor(
     readonly req: IncomingMessage,
@@ -169,9 +175,11 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   onData(chunk: Buffer): boolean {
     if (this.#finished) return false;
     if (this.mirrors !== null) for (const c of this.mirrors.comparisons) c?.primaryData(chunk);
-    const ok = this.res.write(chunk);
-    if (!ok) this.res.once('drain', this.#resumeUpstream!);
-    return ok;
+    if (this.res.write(chunk)) return true;
+    // The client is slower than the upstream: keep reading into memory (bounded) so the connection is freed sooner.
+    if (this.settings.slow.absorb(this.res, this)) return true;
+    this.res.once('drain', this.#resumeUpstream!);
+    return false;
   }
 
   onComplete(): void {
@@ -259,6 +267,7 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
       res.writeHead(400, [...UNFORWARDABLE_HEADERS, 'content-length', String(Buffer.byteLength(body))]);
       res.end(body);
     }
+    this.settings.slow.leave(this);
     this.settings.onFinish?.(this, performance.now() - this.startMs);
   }
 
@@ -266,6 +275,7 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#finished = true;
     const latencyMs = performance.now() - this.startMs;
     this.version.stats.record(status, latencyMs, failed);
+    this.settings.slow.leave(this);
     this.settings.onFinish?.(this, latencyMs);
   }
 }

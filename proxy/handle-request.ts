@@ -11,9 +11,11 @@ import { PIN_HEADER, PinMatcher } from '../common/pin.js';
 import { ForwardHandler, type ForwardSettings } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { getCookie } from './match.js';
-import { fireShadows, planMirrors } from './mirror.js';
+import type { Exposure } from './exposures.js';
+import { fireShadows, planMirrors, type BodyTee } from './mirror.js';
 import { normalisePath } from './path.js';
-import type { RouteState, RoutingTable } from './routing-table.js';
+import type { RouteState, RoutingTable, Version } from './routing-table.js';
+import type { BufferHold } from './slow-clients.js';
 import { hashKey, SLOT_COUNT, slotOfHash } from './slots.js';
 import { BUCKET_MASK } from './stats.js';
 
@@ -131,23 +133,61 @@ export function createRequestHandler(ctx: TrafficContext) {
     const method = req.method!;
     // A body on GET/HEAD has no defined meaning; forwarding its framing could desync the upstream connection.
     const keepBody = method !== 'GET' && method !== 'HEAD' && hasBody(req);
-    const mirrors = state.route.mirrors.length === 0 ? null : planMirrors(state.route.mirrors, req, method, url, keepBody);
-    const handler = new ForwardHandler(req, res, state.route.name, version, startMs, settings, mirrors);
-    handler.bucket = bucketOf(picked);
-    if (exposure !== null) {
-      handler.exposure = exposure;
-      handler.exposureSeq = exposure.seq;
-    }
-    handler.counts = state.counts;
-    const body = keepBody ? (mirrors?.tee ? req.pipe(mirrors.tee) : req) : null;
-    handler.start(version.pool, {
-      path: version.basePath + url,
-      method: method as Dispatcher.HttpMethod,
-      headers: upstreamRequestHeaders(req, keepBody, '', state.route.trustForwarded),
-      body,
-    });
-    if (mirrors !== null && mirrors.tee === null) fireShadows(mirrors, req, url, null, false);
+    // A bounded body is read whole first, so a slow upload holds no upstream connection (slow-clients.ts).
+    const reserved = keepBody ? settings.slow.reserveBody(req) : -1;
+    if (reserved < 0) return forward(settings, req, res, state, version, picked, exposure, url, keepBody, null, null, startMs);
+    // The version's latency starts once the body is here: the client's upload speed is not the version's.
+    settings.slow.readBody(req, res, reserved, (body, hold) =>
+      forward(settings, req, res, state, version, picked, exposure, url, true, body, hold, performance.now()),
+    );
   };
+}
+
+/**
+ * Sends a routed request upstream, or sheds it when the version's pool has
+ * as many requests as it may queue. `body`: the body read whole, or null to
+ * stream it from the client (when `keepBody`).
+ */
+function forward(
+  settings: ForwardSettings,
+  req: IncomingMessage,
+  res: ServerResponse,
+  state: RouteState,
+  version: Version,
+  picked: number,
+  exposure: Exposure | null,
+  url: string,
+  keepBody: boolean,
+  body: Buffer | null,
+  hold: BufferHold | null,
+  startMs: number,
+): void {
+  const gate = settings.slow.admit(version.pool);
+  if (gate === null) return settings.slow.shed(res, state.route.name, version, settings.versionHeader, startMs);
+  const method = req.method!;
+  const streamed = keepBody && body === null;
+  const mirrors = state.route.mirrors.length === 0 ? null : planMirrors(state.route.mirrors, req, method, url, streamed);
+  const handler = new ForwardHandler(req, res, state.route.name, version, startMs, settings, mirrors);
+  handler.gate = gate;
+  handler.hold = hold;
+  handler.bucket = bucketOf(picked);
+  if (exposure !== null) {
+    handler.exposure = exposure;
+    handler.exposureSeq = exposure.seq;
+  }
+  handler.counts = state.counts;
+  let stream: IncomingMessage | BodyTee | null = null;
+  if (streamed) {
+    settings.slow.watchUpload(req);
+    stream = mirrors?.tee ? req.pipe(mirrors.tee) : req;
+  }
+  handler.start(version.pool, {
+    path: version.basePath + url,
+    method: method as Dispatcher.HttpMethod,
+    headers: upstreamRequestHeaders(req, keepBody, '', state.route.trustForwarded),
+    body: body ?? stream,
+  });
+  if (mirrors !== null && mirrors.tee === null) fireShadows(mirrors, req, url, body, body !== null);
 }
 
 /**

@@ -16,6 +16,7 @@ import type { ForwardSettings } from './forward.js';
 import { createRequestHandler, sendError } from './handle-request.js';
 import { ExposureRegistry } from './exposures.js';
 import { createMetricsRegistry } from './metrics.js';
+import { SlowClients } from './slow-clients.js';
 import { compileRoute, initialState, routeState, RoutingTable, withWeights, type RouteState } from './routing-table.js';
 import { StatsRegistry } from './stats.js';
 import { Upstreams } from './upstreams.js';
@@ -42,6 +43,8 @@ export class ProxyServer {
   /** Per sticky route, which version served each key: rewards posted later by key are credited with it. */
   readonly exposures: ExposureRegistry;
   readonly upstreams: Upstreams;
+  /** Request/response buffering and the per-pool request bound that keep slow clients off upstream connections. */
+  readonly slowClients: SlowClients;
   /**
    * Lets synthetic load (the `load` task) pin a request to a version with
    * `x-sluice-pin: <token>:<version>`. Random per process unless
@@ -61,6 +64,7 @@ export class ProxyServer {
     readonly log: Logger,
   ) {
     this.upstreams = new Upstreams(config.proxy);
+    this.slowClients = new SlowClients(config.proxy);
     this.exposures = new ExposureRegistry({ maxKeys: config.rewards.exposureKeys, retentionMs: config.rewards.exposureRetentionMs });
     this.#table = new RoutingTable(config.routes.map((r) => initialState(compileRoute(r, this.upstreams, this.stats, config.proxy.trustForwarded, this.exposures))));
     const table = () => this.#table;
@@ -223,6 +227,7 @@ export class ProxyServer {
       versionHeader: p.versionHeader,
       draining: false,
       maxReward: this.config.rewards.maxValue,
+      slow: this.slowClients,
       onUpstreamError(err, route, version, reason) {
         const held = seen.admit(`${route}/${version}/${reason}`);
         if (held >= 0) log.warn({ route, version, reason, code: (err as { code?: string }).code, err: err.message, suppressed: held }, 'upstream failed');

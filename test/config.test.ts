@@ -110,6 +110,12 @@ describe('a valid config', () => {
       accessLog: false,
       trustForwarded: false,
       maxUpgradesPerVersion: 10_000,
+      requestBufferBytes: 1_048_576,
+      responseBufferBytes: 1_048_576,
+      bufferMemoryBytes: 268_435_456,
+      clientBodyTimeoutMs: 10_000,
+      sendTimeoutMs: 30_000,
+      queueLimit: 1024,
     });
     assert.equal(c.routes.length, 1);
     const r = c.routes[0]!;
