@@ -191,6 +191,8 @@ export class SlowClients {
       // Node resets a socket's idle timer whenever a write completes: this is "no progress for sendTimeout".
       hold.socket = res.socket;
       hold.socket.setTimeout(this.options.sendTimeoutMs);
+      // Once the client has caught up, a quiet upstream (server-sent events, long polls) must not trip it.
+      res.once('drain', () => disarm(res, hold!));
     }
     const queued = res.writableLength;
     if (queued > this.options.responseBufferBytes) return false;
@@ -219,6 +221,13 @@ export class SlowClients {
     if (s !== null && this.options.keepAliveTimeoutMs === 0 && !s.destroyed) s.setTimeout(0);
     hold.socket = null;
   }
+}
+
+function disarm(res: ServerResponse, hold: BufferHold): void {
+  const s = hold.socket;
+  hold.socket = null;
+  // After 'finish' the socket carries Node's keep-alive timeout, not ours: leave it.
+  if (s !== null && !s.destroyed && !res.writableFinished) s.setTimeout(0);
 }
 
 function clearUploadTimeout(this: IncomingMessage): void {

@@ -21,6 +21,7 @@ import { Pool, startSluice, startUpstream, waitFor, type Upstream } from './help
 const BIG = Buffer.alloc(6 * 1024 * 1024, 'abcdefghijklmnopqrstuvwxyz');
 const BIG_SHA = createHash('sha256').update(BIG).digest('hex');
 const HUGE = Buffer.alloc(24 * 1024 * 1024, 'z');
+const BURST = Buffer.alloc(8 * 1024 * 1024, 'b');
 
 interface AppUpstream extends Upstream {
   /** Requests for /big and /huge received. (When the upstream finishes writing says little: kernel buffers take megabytes.) */
@@ -46,6 +47,11 @@ async function startApp(): Promise<AppUpstream> {
         const text = `${body.length} ${createHash('sha256').update(body).digest('hex')}`;
         res.writeHead(200, { 'content-type': 'text/plain', 'content-length': text.length });
         res.end(text);
+      } else if (path === '/burst') {
+        // A burst, then quiet until told (an event stream), then the tail.
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': BURST.length + 4 });
+        res.write(BURST);
+        held.push(() => res.end('tail'));
       } else if (path === '/hold') {
         held.push(() => res.end('held'));
       } else {
@@ -305,6 +311,41 @@ describe('slow clients', () => {
     const r = await client.request({ path: '/small', method: 'GET', signal: AbortSignal.timeout(5000) });
     assert.equal(r.statusCode, 200);
     await r.body.text();
+  });
+
+  it('a client that caught up is not cut by sendTimeout while the version is quiet between chunks', async () => {
+    const { sluice } = await sluiceWith({ connectionsPerVersion: 2, responseBuffer: '1MiB', sendTimeout: '300ms' });
+    const stats = sluice.proxy.stats.get('app', 'v1');
+    const heldBefore = app.held.length;
+    const s = await connect(sluice.trafficUrl);
+    s.on('error', () => {});
+    s.pause();
+    await write(s, 'GET /burst HTTP/1.1\r\nHost: app\r\nConnection: close\r\n\r\n');
+    // Sluice met backpressure (so the send timeout was armed); then the client reads all there is.
+    await waitFor('Sluice to buffer for the paused client', () => sluice.proxy.slowClients.bufferedBytes > 0, 10_000);
+    const chunks: Buffer[] = [];
+    let got = 0;
+    s.on('data', (c: Buffer) => {
+      chunks.push(c);
+      got += c.length;
+    });
+    const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
+    s.resume();
+    await waitFor('the client to read the burst', () => got >= BURST.length && app.held.length > heldBefore, 10_000);
+    // A witness that stops reading is cut by sendTimeout; by then the caught-up client has been quiet longer than that too.
+    const w = await connect(sluice.trafficUrl);
+    w.on('error', () => {});
+    w.pause();
+    await write(w, 'GET /huge HTTP/1.1\r\nHost: app\r\n\r\n');
+    await waitFor('the witness to be cut', () => stats.byStatus[499]! >= 1, 10_000);
+    w.destroy();
+    app.held.pop()!();
+    await closed;
+    const res = parseResponse(Buffer.concat(chunks));
+    assert.equal(res.status, 200);
+    assert.equal(res.body.length, BURST.length + 4);
+    assert.equal(res.body.subarray(-4).toString(), 'tail');
+    assert.equal(stats.byStatus[499], 1, 'only the witness was cut');
   });
 
   it('past connectionsPerVersion + queueLimit requests in flight, a version sheds with 503 SLUICE_OVERLOADED and Retry-After', async () => {
