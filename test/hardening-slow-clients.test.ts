@@ -200,16 +200,7 @@ describe('slow clients', () => {
       );
 
       const loaded = await normalClients(client, 1000, CONNECTIONS, Math.ceil(Math.max(2000, 50 * p99(unloaded.latencies))), 20);
-      const servedShare = loaded.served / 1000;
-      const ratio = loaded.served > 0 ? p99(loaded.latencies) / p99(unloaded.latencies) : Number.POSITIVE_INFINITY;
-      const figures = `served ${loaded.served}/1000 (failed ${loaded.failed}: ${loaded.reasons}); p99 unloaded ${p99(unloaded.latencies).toFixed(2)} ms, loaded ${
-        loaded.served > 0 ? p99(loaded.latencies).toFixed(2) : '-'
-      } ms (×${ratio.toFixed(2)}); upstream requests in flight after the slow clients came: ${upstreamBusy(sluice)}`;
-      t.diagnostic(figures);
-      assert.ok(servedShare >= 0.99, `fewer than 99% of normal clients served with 256 slow clients connected: ${figures}`);
-      assert.ok(allBuffered, `non-readers still hold upstream connections: ${figures}`);
-      // The issue's target is 2×; the margin absorbs a shared 2-core machine's noise between two phases.
-      assert.ok(ratio < 2.5, `normal clients' p99 under load is not within 2× (+ margin) of the unloaded p99: ${figures}`);
+      const busy = upstreamBusy(sluice);
 
       // The buffered answers are whole: a non-reader that finally reads gets every byte.
       const late = readers[0]!;
@@ -217,9 +208,31 @@ describe('slow clients', () => {
       late.resume();
       late.end();
       const res = parseResponse(await got);
+
+      // Every byte of the buffer budget comes back once the slow clients are gone.
+      clearInterval(trickle);
+      for (const s of sockets) s.destroy();
+      const released = await waitFor('the buffer budget to be released', () => sluice.proxy.slowClients.bufferedBytes === 0, 10_000).then(
+        () => true,
+        () => false,
+      );
+      // Unloaded again: phases on a shared machine differ by noise alone, so the reference is the slower of the two.
+      const unloadedAfter = allBuffered ? await normalClients(client, 1000, CONNECTIONS, 10_000, 20) : unloaded;
+      const reference = Math.max(p99(unloaded.latencies), p99(unloadedAfter.latencies));
+
+      const ratio = loaded.served > 0 ? p99(loaded.latencies) / reference : Number.POSITIVE_INFINITY;
+      const figures = `served ${loaded.served}/1000 (failed ${loaded.failed}: ${loaded.reasons}); p99 unloaded ${p99(unloaded.latencies).toFixed(2)} ms before, ${p99(
+        unloadedAfter.latencies,
+      ).toFixed(2)} ms after; loaded ${loaded.served > 0 ? p99(loaded.latencies).toFixed(2) : '-'} ms (×${ratio.toFixed(2)} the slower); upstream requests in flight under load: ${busy}`;
+      t.diagnostic(figures);
+      assert.ok(loaded.served / 1000 >= 0.99, `fewer than 99% of normal clients served with 256 slow clients connected: ${figures}`);
+      assert.ok(allBuffered, `non-readers still hold upstream connections: ${figures}`);
+      // The issue's target is 2×; the margin absorbs the rest of a shared 2-core machine's noise.
+      assert.ok(ratio < 2.5, `normal clients' p99 under load is not within 2× (+ margin) of the unloaded p99: ${figures}`);
       assert.equal(res.status, 200);
       assert.equal(res.body.length, BIG.length);
       assert.equal(createHash('sha256').update(res.body).digest('hex'), BIG_SHA);
+      assert.ok(released, `buffer budget not released: ${sluice.proxy.slowClients.bufferedBytes} bytes still held`);
     } finally {
       clearInterval(trickle);
       for (const s of sockets) s.destroy();
