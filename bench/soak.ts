@@ -9,7 +9,8 @@
  * traffic, all at once for the whole run:
  *   - normal clients: GET (sticky keys, some rewards), small POSTs, slow answers;
  *   - slow uploaders, a tenth of which stall until clientBodyTimeout cuts them;
- *   - slow and non-reading readers of a 2 MiB answer (some cut by sendTimeout);
+ *   - readers that pause for up to 8 s before reading a 2 or 24 MiB answer, and
+ *     readers of an endless answer that never read (sendTimeout must cut them);
  *   - aborts: clients that leave mid-response, mid-upload, and while waiting;
  *   - WebSockets that open, exchange messages and close;
  *   - weight changes through the admin API every 2 s.
@@ -39,6 +40,8 @@ if (!(SECONDS >= 10)) throw new Error(`SOAK_SECONDS must be at least 10, got ${p
 const SAMPLE_SECONDS = Number(process.env.SOAK_SAMPLE_SECONDS ?? Math.min(10, Math.max(1, SECONDS / 60)));
 
 const BIG = Buffer.alloc(2 * 1024 * 1024, 'soak');
+/** More than the kernel's socket buffers (several MB on loopback, both legs) and responseBuffer take: a reader that stops is cut by sendTimeout. */
+const HUGE = Buffer.alloc(24 * 1024 * 1024, 'huge');
 const SMALL = Buffer.from(JSON.stringify({ ok: true, pad: 'x'.repeat(64) }));
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const rand = (lo: number, hi: number) => lo + Math.random() * (hi - lo);
@@ -65,9 +68,20 @@ async function startVersion(name: string): Promise<{ port: number; close(): Prom
       return;
     }
     req.resume();
-    if (url.startsWith('/big')) {
-      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': BIG.length });
-      res.end(BIG);
+    if (url.startsWith('/endless')) {
+      // Never ends: only Sluice giving up on a client that does not read stops it.
+      res.writeHead(200, { 'content-type': 'application/octet-stream' });
+      const pump = () => {
+        while (!res.destroyed && res.write(BIG.subarray(0, 65536)));
+      };
+      res.on('drain', pump);
+      pump();
+      return;
+    }
+    if (url.startsWith('/big') || url.startsWith('/huge')) {
+      const data = url.startsWith('/big') ? BIG : HUGE;
+      res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': data.length });
+      res.end(data);
     } else if (url.startsWith('/slow')) {
       const t = setTimeout(() => {
         res.writeHead(200, { 'content-type': 'application/json', 'content-length': SMALL.length });
@@ -193,7 +207,7 @@ async function slowUploaders(port: number, concurrent: number): Promise<void> {
   );
 }
 
-/** Readers of a 2 MiB answer: some read slowly, some stop for a while, some for longer than sendTimeout. */
+/** Readers that stop for a while (some longer than sendTimeout) before reading a 2 MiB or (one in four) a 24 MiB answer. */
 async function slowReaders(port: number, concurrent: number): Promise<void> {
   await Promise.all(
     Array.from({ length: concurrent }, async () => {
@@ -203,14 +217,15 @@ async function slowReaders(port: number, concurrent: number): Promise<void> {
           s = await connect(port);
           s.on('error', () => {});
           s.pause();
-          s.write('GET /big HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n');
+          const huge = Math.random() < 0.25;
+          s.write(`GET ${huge ? '/huge' : '/big'} HTTP/1.1\r\nHost: soak\r\nConnection: close\r\n\r\n`);
           await sleep(rand(500, 8000));
           let got = 0;
           const closed = new Promise<void>((resolve) => s!.once('close', () => resolve()));
           s.on('data', (c: Buffer) => (got += c.length));
           s.resume();
           await Promise.race([closed, sleep(20_000)]);
-          if (running) count(got > BIG.length ? 'slow reader whole' : 'slow reader cut');
+          if (running) count(`slow reader ${huge ? '24 MiB' : '2 MiB'} ${got > (huge ? HUGE : BIG).length ? 'whole' : 'cut'}`);
         } catch {
           count('slow reader connect error');
         } finally {
@@ -250,6 +265,37 @@ async function aborters(port: number, everyMs: number): Promise<void> {
     }
     await sleep(everyMs);
   }
+}
+
+/**
+ * Clients that never read an endless answer: once the kernel's buffers are
+ * full, Sluice must cut them after sendTimeout. A paused socket cannot see
+ * the close, so after `waitMs` each reads what is left: a cut connection ends.
+ */
+async function nonReaders(port: number, concurrent: number, waitMs: number): Promise<void> {
+  await Promise.all(
+    Array.from({ length: concurrent }, async () => {
+      while (running) {
+        let s: net.Socket | null = null;
+        try {
+          s = await connect(port);
+          s.on('error', () => {});
+          s.pause();
+          s.write('GET /endless HTTP/1.1\r\nHost: soak\r\n\r\n');
+          await sleep(waitMs);
+          const closed = new Promise<boolean>((resolve) => s!.once('close', () => resolve(true)));
+          s.on('data', () => {});
+          s.resume();
+          const cut = await Promise.race([closed, sleep(5000).then(() => false)]);
+          if (running) count(cut ? 'non-reader cut' : 'non-reader NOT cut');
+        } catch {
+          count('non-reader connect error');
+        } finally {
+          s?.destroy();
+        }
+      }
+    }),
+  );
 }
 
 /** WebSockets through Sluice: each lives 2-10 s, sending a message every 250 ms and expecting its echo. */
@@ -394,6 +440,7 @@ async function main(): Promise<void> {
     normalClients(traffic, 8, 10),
     slowUploaders(port, 32),
     slowReaders(port, 16),
+    nonReaders(port, 4, 20_000),
     aborters(port, 40),
     websocketClients(port, 16),
     weightChanges(admin, 2000),
