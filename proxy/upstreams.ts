@@ -5,10 +5,29 @@
  * never take the connections a primary request needs.
  */
 import type { Socket } from 'node:net';
-import { buildConnector, Client, Pool } from 'undici';
+import { buildConnector, Client, Pool, type Dispatcher } from 'undici';
 import type { ProxyOptions, TimeoutsConfig } from './config-types.js';
 
 export type PoolRole = 'primary' | 'shadow';
+
+/**
+ * undici's Client builds a request inside dispatch(); when it refuses one (two
+ * Host headers, say) it calls the handler's onError and returns false, which
+ * its Pool reads as "this connection is busy" — and, nothing being queued on
+ * it, never uses that connection again. connectionsPerVersion such requests,
+ * from any client, left a version unserved for good (test/smuggling-corpus).
+ * A refused request left the connection as idle as it was. `stats` allocates,
+ * so it is read only when dispatch said false.
+ */
+class PooledClient extends Client {
+  override dispatch(opts: Dispatcher.DispatchOptions, handler: Dispatcher.DispatchHandler): boolean {
+    return super.dispatch(opts, handler) || this.stats.size === 0;
+  }
+}
+
+function pooledClient(origin: URL, opts: object): Dispatcher {
+  return new PooledClient(origin, opts as Client.Options);
+}
 
 /** A version's pool that can also open a connection of its own, with the same settings, for a retry. */
 export class UpstreamPool extends Pool {
@@ -16,7 +35,7 @@ export class UpstreamPool extends Pool {
   readonly #options: Pool.Options;
 
   constructor(origin: string, options: Pool.Options) {
-    super(origin, options);
+    super(origin, { ...options, factory: pooledClient });
     this.#origin = origin;
     this.#options = options;
   }
