@@ -133,14 +133,68 @@ export function createRequestHandler(ctx: TrafficContext) {
     const method = req.method!;
     // A body on GET/HEAD has no defined meaning; forwarding its framing could desync the upstream connection.
     const keepBody = method !== 'GET' && method !== 'HEAD' && hasBody(req);
-    // A bounded body is read whole first, so a slow upload holds no upstream connection (slow-clients.ts).
-    const reserved = keepBody ? settings.slow.reserveBody(req) : -1;
-    if (reserved < 0) return forward(settings, req, res, state, version, picked, exposure, url, keepBody, null, null, startMs);
-    // The version's latency starts once the body is here: the client's upload speed is not the version's.
-    settings.slow.readBody(req, res, reserved, (body, hold) =>
-      forward(settings, req, res, state, version, picked, exposure, url, true, body, hold, performance.now()),
-    );
+    const socket = req.socket as HoldingSocket;
+    if (socket[kHeld] !== undefined) {
+      // A request pipelined behind one whose body is still being read waits for it: the upstream
+      // must see them in the order sent (RFC 9112 §9.3.2 allows reordering only among safe methods).
+      socket[kHeld].push(() => dispatch(settings, req, res, state, version, picked, exposure, url, keepBody, performance.now()));
+      return;
+    }
+    dispatch(settings, req, res, state, version, picked, exposure, url, keepBody, startMs);
   };
+}
+
+const kHeld = Symbol('sluice.held');
+/** A client connection with requests held behind one whose body is being read (none: undefined). */
+type HoldingSocket = IncomingMessage['socket'] & { [kHeld]?: Array<() => void> };
+
+/** Forwards now, or reads a bounded body first (slow-clients.ts), holding the connection's later requests meanwhile. */
+function dispatch(
+  settings: ForwardSettings,
+  req: IncomingMessage,
+  res: ServerResponse,
+  state: RouteState,
+  version: Version,
+  picked: number,
+  exposure: Exposure | null,
+  url: string,
+  keepBody: boolean,
+  startMs: number,
+): void {
+  // A bounded body is read whole first, so a slow upload holds no upstream connection.
+  const reserved = keepBody ? settings.slow.reserveBody(req) : -1;
+  if (reserved < 0) return forward(settings, req, res, state, version, picked, exposure, url, keepBody, null, null, startMs);
+  const socket = req.socket as HoldingSocket;
+  socket[kHeld] = [];
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    releaseHeld(socket);
+  };
+  // A body that never completes (timeout, client gone) must not hold the requests behind it for ever.
+  res.once('close', release);
+  // The version's latency starts once the body is here: the client's upload speed is not the version's.
+  settings.slow.readBody(req, res, reserved, (body, hold) => {
+    forward(settings, req, res, state, version, picked, exposure, url, true, body, hold, performance.now());
+    release();
+  });
+}
+
+/** Dispatches the requests held on a connection, in order; one that reads a body holds the rest again. */
+function releaseHeld(socket: HoldingSocket): void {
+  const queue = socket[kHeld];
+  socket[kHeld] = undefined;
+  if (queue === undefined) return;
+  for (let i = 0; i < queue.length; i++) {
+    // Read anew each time: the request just dispatched may have started holding again.
+    const again = socket[kHeld] as Array<() => void> | undefined;
+    if (again !== undefined) {
+      for (let k = i; k < queue.length; k++) again.push(queue[k]!);
+      return;
+    }
+    queue[i]!();
+  }
 }
 
 /**

@@ -6,7 +6,7 @@
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import type { Duplex } from 'node:stream';
-import fastify, { type FastifyInstance } from 'fastify';
+import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Registry } from 'prom-client';
 import { SluiceError } from '../common/errors.js';
 import { RateLimitedLog, type Logger } from '../common/logger.js';
@@ -204,8 +204,18 @@ export class ProxyServer {
 
   #createApp(table: () => RoutingTable): FastifyInstance {
     const p = this.config.proxy;
+    // Set below, once the request handler exists: the router's own complaints go to it (frameworkErrors).
+    let traffic: ((request: FastifyRequest, reply: FastifyReply) => void) | null = null;
     const app = fastify({
       logger: false,
+      // find-my-way percent-decodes paths to match routes and refuses escapes that are not UTF-8 (%80,
+      // caf%E9) or params past 100 characters. Sluice matches routes itself on the raw path and
+      // forwards escapes as sent, so those requests go to its handler like any other.
+      frameworkErrors: (err, request, reply) => {
+        if (traffic !== null && (err.code === 'FST_ERR_BAD_URL' || err.code === 'FST_ERR_MAX_PARAM_LENGTH')) return traffic(request, reply);
+        reply.hijack();
+        sendError(reply.raw, new SluiceError('SLUICE_BAD_REQUEST', err.message));
+      },
       requestTimeout: p.requestTimeoutMs,
       keepAliveTimeout: p.keepAliveTimeoutMs,
       return503OnClosing: true,
@@ -246,6 +256,7 @@ export class ProxyServer {
     app.addHttpMethod('QUERY', { overrideExisting: true });
     app.all('/', handler);
     app.all('/*', handler);
+    traffic = handler;
     // Node hands CONNECT to this event, not to the request handler; without a listener it just drops the socket.
     app.server.on('connect', refuseConnect);
     app.setNotFoundHandler((request, reply) => {
