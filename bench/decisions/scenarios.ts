@@ -70,6 +70,9 @@ export const AA_HARD: readonly NamedScenario[] = [
     users: { count: 3000, a: 1, b: 19 },
     rewardLag: [1, 3],
   }),
+  abn('aa-revenue', 'A/A/A, reward-mean of skewed order values (5% convert, log-normal σ 1.5)', [0.05, 0.05, 0.05], { rewardSigma: 1.5 }, 40, {
+    criteria: { reward: { metric: 'reward-mean' } },
+  }),
   abn('aa-fixed-90-5-5', 'A/A/A, fixed split 90/5/5', [0.05, 0.05, 0.05], {}, 40, {
     deploymentPattern: 'FixedSplit',
     weights: { initial: { v1: 90, v2: 5, v3: 5 } },

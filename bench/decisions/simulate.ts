@@ -42,6 +42,11 @@ export interface Scenario {
    * Beta(a, b), scaled by its arm's conversion relative to the baseline's.
    */
   readonly users?: { readonly count: number; readonly a: number; readonly b: number };
+  /**
+   * A conversion's reward value: log-normal with this σ around 1 (revenue: a few large orders), so
+   * `reward-mean` is judged on skewed values. Absent: every conversion is worth 1.
+   */
+  readonly rewardSigma?: number;
   /** Rewards arrive this many iterations after their request (uniform in [min, max]); needs users (rewards by key). */
   readonly rewardLag?: readonly [number, number];
   /** The experiment document (kind, name, spec), before defaults. */
@@ -116,6 +121,8 @@ function split(n: number, weights: readonly number[], rand: () => number): numbe
 }
 
 interface Acc {
+  rewardSum: number;
+  rewardSumSq: number;
   requests: number;
   errors: number;
   keyless: number;
@@ -134,6 +141,8 @@ interface Gen {
   keyless: number[];
   newKeys: number[];
   conversions: number[];
+  rewardSum: number[];
+  rewardSumSq: number[];
 }
 
 interface User {
@@ -158,7 +167,7 @@ export function simulate(scenario: Scenario, seed: number, step: Step = iterate)
   const names = scenario.arms.map((a) => a.name);
   const k = names.length;
   const acc: Acc[] = scenario.arms.map(() => ({
-    requests: 0, errors: 0, keyless: 0, latencySumMs: 0, latencySumSqMs: 0, latency: new LatencySketch(), conversions: 0,
+    requests: 0, errors: 0, keyless: 0, latencySumMs: 0, latencySumSqMs: 0, latency: new LatencySketch(), conversions: 0, rewardSum: 0, rewardSumSq: 0,
     bucketRequests: null, bucketConversions: null,
   }));
   const conversionOf = (i: number, iteration: number) =>
@@ -176,7 +185,8 @@ export function simulate(scenario: Scenario, seed: number, step: Step = iterate)
   const gens: Gen[] = [];
   let generation = 1;
   const openGen = (g: number): Gen => {
-    const x = { generation: g, requests: new Array(k).fill(0), keyless: new Array(k).fill(0), newKeys: new Array(k).fill(0), conversions: new Array(k).fill(0) };
+    const zeros = () => new Array(k).fill(0);
+    const x = { generation: g, requests: zeros(), keyless: zeros(), newKeys: zeros(), conversions: zeros(), rewardSum: zeros(), rewardSumSq: zeros() };
     gens.push(x);
     if (gens.length > 16) gens.shift();
     return x;
@@ -198,11 +208,23 @@ export function simulate(scenario: Scenario, seed: number, step: Step = iterate)
     }
     credit(i, gen, bucket);
   };
+  const value = (): number => {
+    if (!scenario.rewardSigma) return 1;
+    const z = Math.sqrt(-2 * Math.log(Math.max(rand(), 1e-300))) * Math.cos(2 * Math.PI * rand());
+    return Math.exp(scenario.rewardSigma * z);
+  };
   const credit = (i: number, g: Gen | undefined, bucket: number) => {
     const a = acc[i]!;
+    const v = value();
     a.conversions++;
+    a.rewardSum += v;
+    a.rewardSumSq += v * v;
     if (bucket >= 0 && a.bucketConversions) a.bucketConversions[bucket]!++;
-    if (g) g.conversions[i]!++;
+    if (g) {
+      g.conversions[i]!++;
+      g.rewardSum[i]! += v;
+      g.rewardSumSq[i]! += v * v;
+    }
   };
 
   while (!FINAL_STATES.has(status.state) && status.iteration < doc.spec.duration.maxIterations) {
@@ -258,8 +280,15 @@ export function simulate(scenario: Scenario, seed: number, step: Step = iterate)
         gen.keyless[i]! += n;
         a.errors += binomial(n, arm.errorRate ?? 0, rand);
         const conv = binomial(n, conversionOf(i, iteration), rand);
-        a.conversions += conv;
-        gen.conversions[i]! += conv;
+        if (scenario.rewardSigma) for (let c = 0; c < conv; c++) credit(i, gen, -1);
+        else {
+          a.conversions += conv;
+          a.rewardSum += conv;
+          a.rewardSumSq += conv;
+          gen.conversions[i]! += conv;
+          gen.rewardSum[i]! += conv;
+          gen.rewardSumSq[i]! += conv;
+        }
         if (arm.latencyMs !== undefined) {
           for (let r = 0; r < n; r++) {
             const z = Math.sqrt(-2 * Math.log(Math.max(rand(), 1e-300))) * Math.cos(2 * Math.PI * rand());
@@ -309,7 +338,6 @@ export function simulate(scenario: Scenario, seed: number, step: Step = iterate)
 
 function snapshotOf(g: Gen, names: readonly string[]): GenerationSnapshot {
   const named = (xs: number[]) => Object.fromEntries(names.map((n, i) => [n, xs[i]!]));
-  // Rewards are conversions of value 1 here: count, sum and sum of squares coincide.
   const conversions = named(g.conversions);
   return {
     generation: g.generation,
@@ -318,8 +346,8 @@ function snapshotOf(g: Gen, names: readonly string[]): GenerationSnapshot {
     newKeys: named(g.newKeys),
     rewards: conversions,
     conversions,
-    rewardSum: conversions,
-    rewardSumSq: conversions,
+    rewardSum: named(g.rewardSum),
+    rewardSumSq: named(g.rewardSumSq),
   };
 }
 
@@ -332,9 +360,10 @@ function toMeasurement(a: Acc): VersionMeasurement {
     latencySumSqMs: a.latencySumSqMs,
     latency: a.latency,
     rewards: a.conversions,
-    rewardSum: a.conversions,
-    rewardSumSq: a.conversions,
+    rewardSum: a.rewardSum,
+    rewardSumSq: a.rewardSumSq,
     conversions: a.conversions,
+    // Bucket reward sums are counted as conversions (value 1): the user scenarios use conversion-rate.
     ...(a.bucketRequests ? { buckets: { requests: [...a.bucketRequests], conversions: [...a.bucketConversions!], rewardSum: [...a.bucketConversions!] } } : {}),
     mirrorCompared: 0,
     mirrorMismatch: 0,
