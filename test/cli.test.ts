@@ -16,7 +16,7 @@ import type { RunningSluice } from '../cli/run-sluice.js';
 import { SluiceError } from '../common/errors.js';
 import { validateExperiment } from '../control/spec.js';
 import { startSampleApp, type SampleApp } from '../demo/sample-app.js';
-import { Pool, startSluice, startUpstream, type Upstream } from './helpers.js';
+import { Pool, startSluice, startUpstream, type Upstream } from './support/helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const TOKEN = 't0ken';

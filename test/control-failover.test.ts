@@ -11,9 +11,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
-import { freePort, Pool, waitFor } from './helpers.js';
-import { endlessAb, json, sluice, startShop, steadyLoad } from './processes.js';
-import { startRedis } from './redis-server.js';
+import { freePort, Pool, waitFor } from './support/helpers.js';
+import { endlessAb, json, sluice, startShop, steadyLoad } from './support/processes.js';
+import { startRedis } from './support/redis-server.js';
 
 const LEASE_TTL_MS = 1500;
 /** LeaderElection's default: followers try (and the leader renews) every ttl/3. */

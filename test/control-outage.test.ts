@@ -8,9 +8,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
-import { freePort, Pool, waitFor } from './helpers.js';
-import { controlLeading, endlessAb, json, sluice, startShop, steadyLoad } from './processes.js';
-import { startRedis } from './redis-server.js';
+import { freePort, Pool, waitFor } from './support/helpers.js';
+import { controlLeading, endlessAb, json, sluice, startShop, steadyLoad } from './support/processes.js';
+import { startRedis } from './support/redis-server.js';
 
 const INTERVAL_MS = 400;
 const OUTAGE_MS = 4000;

@@ -15,9 +15,9 @@ import { runSluice, type RunningSluice } from '../cli/run-sluice.js';
 import type { ExperimentStatus } from '../control/lifecycle.js';
 import { startSampleApp, type SampleAppOptions } from '../demo/sample-app.js';
 import { validateConfig } from '../proxy/config.js';
-import { Pool, waitFor } from './helpers.js';
-import { json, steadyLoad } from './processes.js';
-import { startPrometheus } from './prometheus-server.js';
+import { Pool, waitFor } from './support/helpers.js';
+import { json, steadyLoad } from './support/processes.js';
+import { startPrometheus } from './support/prometheus-server.js';
 
 interface Setup {
   readonly sluice: RunningSluice;

@@ -13,8 +13,8 @@ import { describeText } from '../cli/format.js';
 import type { ExperimentStatus } from '../control/lifecycle.js';
 import type { TaskRun } from '../control/tasks/types.js';
 import { startSampleApp, type SampleAppOptions } from '../demo/sample-app.js';
-import { Pool, refusingUrl, startSluice, startUpstream, waitFor } from './helpers.js';
-import { json } from './processes.js';
+import { Pool, refusingUrl, startSluice, startUpstream, waitFor } from './support/helpers.js';
+import { json } from './support/processes.js';
 import type { RunningSluice } from '../cli/run-sluice.js';
 
 interface Setup {

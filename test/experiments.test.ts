@@ -7,7 +7,7 @@ import { describe, test, type TestContext } from 'node:test';
 import type { RunningSluice } from '../cli/run-sluice.js';
 import type { ExperimentStatus } from '../control/lifecycle.js';
 import { startSampleApp, type SampleAppOptions } from '../demo/sample-app.js';
-import { Pool, startSluice, waitFor } from './helpers.js';
+import { Pool, startSluice, waitFor } from './support/helpers.js';
 
 interface Setup {
   readonly sluice: RunningSluice;

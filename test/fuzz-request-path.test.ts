@@ -1,7 +1,7 @@
 /**
  * fast-check properties over the request path of a real Sluice (all-in-one,
  * admin on loopback) in front of a raw upstream that logs and strictly parses
- * every byte it receives (test/logging-upstream.ts), driven by raw `net`
+ * every byte it receives (test/support/logging-upstream.ts), driven by raw `net`
  * clients: paths, header lists and bodies.
  *
  * - no crash: every request gets an answer, never a 5xx (the upstream always
@@ -22,8 +22,8 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fc from 'fast-check';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { Pool, startSluice } from './helpers.js';
-import { headerOf, LoggingUpstream, WireClient, type WireResponse } from './logging-upstream.js';
+import { Pool, startSluice } from './support/helpers.js';
+import { headerOf, LoggingUpstream, WireClient, type WireResponse } from './support/logging-upstream.js';
 
 const SEED = Number(process.env.FUZZ_SEED ?? 20_261_211);
 

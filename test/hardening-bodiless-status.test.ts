@@ -7,8 +7,8 @@
  */
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { Pool, startSluice } from './helpers.js';
-import { header, RawClient, RawUpstream, requestBytes, responseBytes, type RawHandler } from './raw-http.js';
+import { Pool, startSluice } from './support/helpers.js';
+import { header, RawClient, RawUpstream, requestBytes, responseBytes, type RawHandler } from './support/raw-http.js';
 
 async function setUp(t: TestContext, handler: RawHandler) {
   const up = await RawUpstream.start(handler);

@@ -7,8 +7,8 @@
  */
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Pool, startSluice, startUpstream } from './helpers.js';
-import { RawClient, requestBytes } from './raw-http.js';
+import { Pool, startSluice, startUpstream } from './support/helpers.js';
+import { RawClient, requestBytes } from './support/raw-http.js';
 
 interface VersionView {
   requests: number;

@@ -7,8 +7,8 @@
  */
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
-import { Pool, startSluice } from './helpers.js';
-import { RawClient, RawUpstream, requestBytes, responseBytes } from './raw-http.js';
+import { Pool, startSluice } from './support/helpers.js';
+import { RawClient, RawUpstream, requestBytes, responseBytes } from './support/raw-http.js';
 
 it('413 + Connection: close while a large upload is still arriving reaches the client as that 413, every time', async (t) => {
   let n = 0;

@@ -9,7 +9,7 @@ import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { runSluice } from '../cli/run-sluice.js';
 import { validateConfig } from '../proxy/config.js';
-import { freePort, Pool, waitFor } from './helpers.js';
+import { freePort, Pool, waitFor } from './support/helpers.js';
 
 it('a refused upstream: the 502 body names route, version and reason but no address; the log keeps the address', async (t) => {
   const port = await freePort();

@@ -10,7 +10,7 @@ import { after, before, describe, test } from 'node:test';
 import type { RunningSluice } from '../cli/run-sluice.js';
 import { validateConfig } from '../proxy/config.js';
 import { forwardedElement } from '../proxy/headers.js';
-import { Pool, startSluice, startUpstream, type Upstream } from './helpers.js';
+import { Pool, startSluice, startUpstream, type Upstream } from './support/helpers.js';
 
 const SPOOFED = {
   'x-forwarded-proto': 'https',

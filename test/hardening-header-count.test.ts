@@ -7,8 +7,8 @@
  */
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import { startSluice, startUpstream } from './helpers.js';
-import { RawClient, requestBytes } from './raw-http.js';
+import { startSluice, startUpstream } from './support/helpers.js';
+import { RawClient, requestBytes } from './support/raw-http.js';
 
 async function setUp(t: TestContext) {
   const up = await startUpstream('v1', (_req, res, body) => res.end(`got ${body.length} bytes`));

@@ -10,8 +10,8 @@
 import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import type net from 'node:net';
-import { inParallel, Pool, startSluice } from './helpers.js';
-import { RawUpstream, responseBytes, type RawHandler, type RawRequest } from './raw-http.js';
+import { inParallel, Pool, startSluice } from './support/helpers.js';
+import { RawUpstream, responseBytes, type RawHandler, type RawRequest } from './support/raw-http.js';
 
 interface VersionView {
   requests: number;

@@ -22,9 +22,9 @@ import { pendingStatus } from '../control/lifecycle.js';
 import { validateExperiment } from '../control/spec.js';
 import { withoutSecrets } from '../control/tasks/env.js';
 import { runTask } from '../control/tasks/index.js';
-import { freePort, Pool, startSluice, startUpstream, waitFor } from './helpers.js';
-import { json, sluice, startShop, type SluiceProcess } from './processes.js';
-import { startRedis } from './redis-server.js';
+import { freePort, Pool, startSluice, startUpstream, waitFor } from './support/helpers.js';
+import { json, sluice, startShop, type SluiceProcess } from './support/processes.js';
+import { startRedis } from './support/redis-server.js';
 
 /** The environment of a child with no token from the test runner's own environment. */
 const NO_TOKEN = { SLUICE_TOKEN: '', SLUICE_TOKEN_FILE: '', SLUICE_ALLOW_EXEC: '', SLUICE_PIN_TOKEN: '' };

@@ -6,8 +6,8 @@
 import { it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
-import { startSluice, startUpstream } from './helpers.js';
-import { RawClient, requestBytes } from './raw-http.js';
+import { startSluice, startUpstream } from './support/helpers.js';
+import { RawClient, requestBytes } from './support/raw-http.js';
 
 it('every method of http.METHODS but CONNECT reaches the upstream of a matching route; CONNECT gets 501', async (t) => {
   const up = await startUpstream('v1');

@@ -10,7 +10,7 @@ import fc from 'fast-check';
 import type { RunningSluice } from '../cli/run-sluice.js';
 import { validateConfig } from '../proxy/config.js';
 import { normalisePath } from '../proxy/path.js';
-import { Pool, startSluice, startUpstream, type Upstream } from './helpers.js';
+import { Pool, startSluice, startUpstream, type Upstream } from './support/helpers.js';
 
 test('normalisePath: dot segments, encoded dots, slashes, escapes', () => {
   const cases: Array<[string, string | null]> = [

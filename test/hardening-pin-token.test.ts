@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { PinMatcher, pinValue } from '../common/pin.js';
-import { get, Pool, startSluice, startUpstream } from './helpers.js';
+import { get, Pool, startSluice, startUpstream } from './support/helpers.js';
 
 describe('pin token', () => {
   it('PinMatcher takes exactly <token>:<version>', () => {

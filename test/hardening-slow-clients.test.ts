@@ -15,7 +15,7 @@ import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import net from 'node:net';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { Pool, startSluice, startUpstream, waitFor, type Upstream } from './helpers.js';
+import { Pool, startSluice, startUpstream, waitFor, type Upstream } from './support/helpers.js';
 
 /** Larger than what loopback's kernel buffers absorb for a client that does not read (~4 MB here). */
 const BIG = Buffer.alloc(6 * 1024 * 1024, 'abcdefghijklmnopqrstuvwxyz');

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import net, { type AddressInfo } from 'node:net';
 import { describe, test, type TestContext } from 'node:test';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { startSluice, waitFor } from './helpers.js';
+import { startSluice, waitFor } from './support/helpers.js';
 
 interface RawUpstream {
   readonly url: string;

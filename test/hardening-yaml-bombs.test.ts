@@ -12,8 +12,8 @@ import { describe, it, type TestContext } from 'node:test';
 import { SluiceError } from '../common/errors.js';
 import { parseExperiment } from '../control/spec.js';
 import { parseConfig } from '../proxy/config.js';
-import { Pool, startSluice, startUpstream } from './helpers.js';
-import { sluice } from './processes.js';
+import { Pool, startSluice, startUpstream } from './support/helpers.js';
+import { sluice } from './support/processes.js';
 
 /** Nine levels of nine aliases each: 9^9 (387 million) strings once expanded. */
 function billionLaughs(prefix = ''): string {

@@ -14,8 +14,8 @@ import { createRedis } from '../common/redis.js';
 import { fencedExec } from '../common/redis-fence.js';
 import { RedisKeys } from '../common/redis-keys.js';
 import { LeaderElection } from '../control/leader.js';
-import { waitFor } from './helpers.js';
-import { startRedis } from './redis-server.js';
+import { waitFor } from './support/helpers.js';
+import { startRedis } from './support/redis-server.js';
 
 const TTL = 600;
 const RENEW = 200;

@@ -20,8 +20,8 @@ import { mockReading } from '../control/metrics/mock-source.js';
 import type { MetricQueryResult, QueryContext } from '../control/metrics/types.js';
 import { validateExperiment } from '../control/spec.js';
 import type { MetricSpec, MockMetricSpec } from '../control/spec-types.js';
-import { startPrometheus } from './prometheus-server.js';
-import { refusingUrl, startUpstream, type Upstream, waitFor } from './helpers.js';
+import { startPrometheus } from './support/prometheus-server.js';
+import { refusingUrl, startUpstream, type Upstream, waitFor } from './support/helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const SECRET = 's3cr3t-T0KEN-4f9a';

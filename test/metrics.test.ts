@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { test } from 'node:test';
-import { get, inParallel, Pool, requireBinary, startSluice, startUpstream } from './helpers.js';
+import { get, inParallel, Pool, requireBinary, startSluice, startUpstream } from './support/helpers.js';
 
 /** The value of one series in Prometheus text output, or 0 when absent. */
 function series(text: string, name: string, labels: Record<string, string>): number {

@@ -13,7 +13,7 @@ import net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { Readable } from 'node:stream';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { inParallel, Pool, refusingUrl, startSluice, startUpstream, waitFor, type Upstream } from './helpers.js';
+import { inParallel, Pool, refusingUrl, startSluice, startUpstream, waitFor, type Upstream } from './support/helpers.js';
 
 // ---------------------------------------------------------------- helpers
 

@@ -5,9 +5,9 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
-import { freePort, inParallel, Pool, waitFor } from './helpers.js';
-import { json, sluice, startShop } from './processes.js';
-import { startRedis } from './redis-server.js';
+import { freePort, inParallel, Pool, waitFor } from './support/helpers.js';
+import { json, sluice, startShop } from './support/processes.js';
+import { startRedis } from './support/redis-server.js';
 
 test('two proxy processes and a control process: exact totals, a failing canary rolled back on every replica', async (t) => {
   const redis = await startRedis(t);

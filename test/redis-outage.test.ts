@@ -16,9 +16,9 @@ import { createRedis } from '../common/redis.js';
 import { RedisKeys } from '../common/redis-keys.js';
 import { RedisAggregates } from '../control/redis-aggregates.js';
 import { parseRouteState } from '../proxy/route-sync.js';
-import { freePort, get, Pool, waitFor } from './helpers.js';
-import { sluice, startShop } from './processes.js';
-import { startRedis } from './redis-server.js';
+import { freePort, get, Pool, waitFor } from './support/helpers.js';
+import { sluice, startShop } from './support/processes.js';
+import { startRedis } from './support/redis-server.js';
 
 const OUTAGE_MS = 10_000;
 const WORKERS = 16;

@@ -11,9 +11,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
-import { freePort, Pool, waitFor } from './helpers.js';
-import { controlLeading, json, sluice, startShop } from './processes.js';
-import { startRedis } from './redis-server.js';
+import { freePort, Pool, waitFor } from './support/helpers.js';
+import { controlLeading, json, sluice, startShop } from './support/processes.js';
+import { startRedis } from './support/redis-server.js';
 
 test('Redis mode: the control replica running a finish task is SIGKILLed; the next leader runs it again, then the experiment is Completed', { timeout: 60_000 }, async (t) => {
   const redis = await startRedis(t);

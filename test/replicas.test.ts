@@ -12,8 +12,8 @@ import { createRedis } from '../common/redis.js';
 import { RedisKeys } from '../common/redis-keys.js';
 import { RedisAggregates } from '../control/redis-aggregates.js';
 import { StatsPublisher } from '../proxy/stats-publisher.js';
-import { inParallel, Pool, startSluice, startUpstream, waitFor, type Upstream } from './helpers.js';
-import { startRedis } from './redis-server.js';
+import { inParallel, Pool, startSluice, startUpstream, waitFor, type Upstream } from './support/helpers.js';
+import { startRedis } from './support/redis-server.js';
 
 async function replicas(t: TestContext, n: number, ups: Upstream[]): Promise<RunningSluice[]> {
   const all = await Promise.all(

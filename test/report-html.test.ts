@@ -11,7 +11,7 @@ import { after, before, describe, test } from 'node:test';
 import type { Experiment, IterationRecord } from '../cli/client.js';
 import { reportHtml } from '../cli/report-html.js';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { Pool, startSluice, startUpstream, type Upstream, waitFor } from './helpers.js';
+import { Pool, startSluice, startUpstream, type Upstream, waitFor } from './support/helpers.js';
 
 /** An A/B decided by mock metrics in a few iterations, without traffic (as in experiment-tasks.test.ts), with an objective and a finish task. */
 const QUICK_AB = {

@@ -18,8 +18,8 @@ import { routeState, type RouteState } from '../proxy/routing-table.js';
 import { slotOfKey } from '../proxy/slots.js';
 import { StatsPublisher } from '../proxy/stats-publisher.js';
 import { RouteCounters } from '../proxy/stats.js';
-import { Pool, startSluice, startUpstream, waitFor } from './helpers.js';
-import { startRedis } from './redis-server.js';
+import { Pool, startSluice, startUpstream, waitFor } from './support/helpers.js';
+import { startRedis } from './support/redis-server.js';
 
 const AUTH = { authorization: 'Bearer tok' };
 

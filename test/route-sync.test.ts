@@ -18,8 +18,8 @@ import { RedisRouter } from '../control/redis-router.js';
 import type { ProxyServer } from '../proxy/proxy-server.js';
 import { parseRouteState, RouteSync, type StoredRouteState } from '../proxy/route-sync.js';
 import { slotOfKey } from '../proxy/slots.js';
-import { Pool, startSluice, startUpstream, waitFor } from './helpers.js';
-import { startRedis } from './redis-server.js';
+import { Pool, startSluice, startUpstream, waitFor } from './support/helpers.js';
+import { startRedis } from './support/redis-server.js';
 
 const ROUTE = 'shop';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { get, inParallel, Pool, startSluice, startUpstream, type Upstream } from './helpers.js';
+import { get, inParallel, Pool, startSluice, startUpstream, type Upstream } from './support/helpers.js';
 
 /** Chi-square critical values at p = 0.001 by degrees of freedom. */
 const CHI2_CRIT_P001: Record<number, number> = { 1: 10.828, 2: 13.816, 3: 16.266 };

@@ -11,7 +11,7 @@ import { describe, it, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { inParallel, Pool, startSluice, startUpstream, waitFor, type Upstream, type UpstreamHandler } from './helpers.js';
+import { inParallel, Pool, startSluice, startUpstream, waitFor, type Upstream, type UpstreamHandler } from './support/helpers.js';
 
 // ---------------------------------------------------------------- a raw HTTP/1.1 client
 

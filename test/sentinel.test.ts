@@ -9,9 +9,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import type { ExperimentStatus } from '../control/lifecycle.js';
 import type { ExperimentRecord } from '../control/ports.js';
-import { freePort, Pool, waitFor } from './helpers.js';
-import { controlLeading, endlessAb, json, sluice, startShop, steadyLoad } from './processes.js';
-import { startSentinels } from './redis-sentinel-harness.js';
+import { freePort, Pool, waitFor } from './support/helpers.js';
+import { controlLeading, endlessAb, json, sluice, startShop, steadyLoad } from './support/processes.js';
+import { startSentinels } from './support/redis-sentinel-harness.js';
 
 test('SENTINEL FAILOVER during an experiment: proxy and control follow the new master, 0 failed requests, exact totals', { timeout: 45_000 }, async (t) => {
   const t0 = Date.now();

@@ -11,7 +11,7 @@ import http from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { freePort, Pool, startUpstream, waitFor } from './helpers.js';
+import { freePort, Pool, startUpstream, waitFor } from './support/helpers.js';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 

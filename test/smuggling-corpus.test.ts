@@ -1,7 +1,7 @@
 /**
  * A request-smuggling corpus sent over raw sockets to a real Sluice in front
  * of an upstream that logs every byte it receives and parses it strictly
- * (test/logging-upstream.ts). Sluice has a single upstream connection, so a
+ * (test/support/logging-upstream.ts). Sluice has a single upstream connection, so a
  * desync in any case would spoil the very next request.
  *
  * For every case: the upstream sees no framing problem and no request prefix
@@ -15,8 +15,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { Pool, startSluice } from './helpers.js';
-import { headerOf, LoggingUpstream, parseOne, WireClient, type LoggedRequest } from './logging-upstream.js';
+import { Pool, startSluice } from './support/helpers.js';
+import { headerOf, LoggingUpstream, parseOne, WireClient, type LoggedRequest } from './support/logging-upstream.js';
 
 const BASE = '/base';
 

@@ -10,9 +10,9 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import type { ExperimentStatus } from '../control/lifecycle.js';
-import { freePort, Pool, waitFor } from './helpers.js';
-import { endlessAb, json, sluice, startShop, steadyLoad } from './processes.js';
-import { startRedis } from './redis-server.js';
+import { freePort, Pool, waitFor } from './support/helpers.js';
+import { endlessAb, json, sluice, startShop, steadyLoad } from './support/processes.js';
+import { startRedis } from './support/redis-server.js';
 
 const SKEW = fileURLToPath(new URL('./support/skewed-random.mjs', import.meta.url));
 

@@ -11,9 +11,9 @@ import { createRedis } from '../common/redis.js';
 import { RedisKeys } from '../common/redis-keys.js';
 import { MemoryStore } from '../control/store/memory-store.js';
 import { RedisStore } from '../control/store/redis-store.js';
-import { waitFor } from './helpers.js';
-import { redisSkipReason, startRedis, type RedisServer } from './redis-server.js';
-import { pendingRecord, storeContract } from './store-contract.js';
+import { waitFor } from './support/helpers.js';
+import { redisSkipReason, startRedis, type RedisServer } from './support/redis-server.js';
+import { pendingRecord, storeContract } from './support/store-contract.js';
 
 const skip = redisSkipReason();
 

@@ -18,7 +18,7 @@ import { runTask, type TaskRunContext } from '../control/tasks/index.js';
 import { slackPayload } from '../control/tasks/notify.js';
 import { experimentSummary } from '../control/tasks/summary.js';
 import type { TaskPhase, TaskRun } from '../control/tasks/types.js';
-import { refusingUrl, startUpstream, waitFor, type Upstream } from './helpers.js';
+import { refusingUrl, startUpstream, waitFor, type Upstream } from './support/helpers.js';
 
 // ---------------------------------------------------------------- fixtures
 

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { freePort, Pool, startSluice, startUpstream, waitFor, type Upstream } from './helpers.js';
+import { freePort, Pool, startSluice, startUpstream, waitFor, type Upstream } from './support/helpers.js';
 
 interface ErrorBody {
   error: { code: string; message: string; route: string; version: string; reason: string };

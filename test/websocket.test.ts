@@ -10,7 +10,7 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocket, WebSocketServer, type RawData } from 'ws';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { refusingUrl, startSluice, waitFor } from './helpers.js';
+import { refusingUrl, startSluice, waitFor } from './support/helpers.js';
 
 // ---------------------------------------------------------------- helpers
 

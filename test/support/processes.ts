@@ -14,7 +14,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { TestContext } from 'node:test';
-import { startSampleApp, type SampleApp, type SampleAppOptions } from '../demo/sample-app.js';
+import { startSampleApp, type SampleApp, type SampleAppOptions } from '../../demo/sample-app.js';
 import type { Pool } from './helpers.js';
 
 

@@ -10,12 +10,12 @@
  */
 import assert from 'node:assert/strict';
 import { afterEach, beforeEach, describe, it } from 'node:test';
-import type { VersionMeasurement } from '../control/analysis-types.js';
-import { iterate, pendingStatus, start, withGeneration } from '../control/lifecycle.js';
-import type { ExperimentRecord, ExperimentStore } from '../control/ports.js';
-import { validateExperiment } from '../control/spec.js';
-import type { VersionSnapshot } from '../proxy/stats.js';
-import { LatencySketch } from '../proxy/sketch.js';
+import type { VersionMeasurement } from '../../control/analysis-types.js';
+import { iterate, pendingStatus, start, withGeneration } from '../../control/lifecycle.js';
+import type { ExperimentRecord, ExperimentStore } from '../../control/ports.js';
+import { validateExperiment } from '../../control/spec.js';
+import type { VersionSnapshot } from '../../proxy/stats.js';
+import { LatencySketch } from '../../proxy/sketch.js';
 
 export interface StoreUnderTest {
   readonly store: ExperimentStore;

@@ -8,9 +8,9 @@ import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
 import type { TestContext } from 'node:test';
 import { Pool } from 'undici';
-import { runSluice, type RunningSluice, type RunOptions } from '../cli/run-sluice.js';
-import { silentLogger } from '../common/logger.js';
-import { validateConfig } from '../proxy/config.js';
+import { runSluice, type RunningSluice, type RunOptions } from '../../cli/run-sluice.js';
+import { silentLogger } from '../../common/logger.js';
+import { validateConfig } from '../../proxy/config.js';
 
 export interface Upstream {
   readonly url: string;
