@@ -12,9 +12,9 @@
 import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus } from 'node:os';
-import { simulate, type RunResult } from './decisions/simulate.js';
-import { AA_GRID, ALGORITHMS, forPolicy, POLICIES, SCENARIOS, type NamedScenario, type PolicyName } from './decisions/scenarios.js';
-import type { Scenario } from './decisions/simulate.js';
+import { simulate, type RunResult } from '../sim/simulate.js';
+import { AA_GRID, ALGORITHMS, forPolicy, POLICIES, SCENARIOS, type NamedScenario, type PolicyName } from '../sim/scenarios.js';
+import type { Scenario } from '../sim/simulate.js';
 
 function hasReward(s: Scenario): boolean {
   return Boolean((s.experiment.spec as { criteria?: { reward?: unknown } }).criteria?.reward);

@@ -49,10 +49,6 @@ export class NormalStream {
   }
 }
 
-export function drawNormal(rng: Rng): number {
-  return new NormalStream(rng).next();
-}
-
 /** Gamma(shape, 1) by Marsaglia and Tsang (2000); shape < 1 via the boost Gamma(a+1)·U^(1/a). */
 function gammaFrom(shape: number, normal: NormalStream, rng: Rng): number {
   if (shape < 1) return gammaFrom(shape + 1, normal, rng) * Math.pow(rng(), 1 / shape);

@@ -90,7 +90,6 @@ export interface ExperimentSpec {
 // ---------------------------------------------------------------- custom metrics
 
 export const METRIC_SOURCES = ['mock', 'rest', 'prometheus'] as const;
-export type MetricSource = (typeof METRIC_SOURCES)[number];
 
 /**
  * rate: a share in 0..1 of `sampleSize` trials (posterior: Beta);

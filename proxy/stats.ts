@@ -20,14 +20,12 @@ export const REASON_INDEX: Readonly<Record<UpstreamErrorReason, number>> = Objec
  * fail a healthy version.
  */
 export const CLIENT_ERROR_REASONS = ['invalid-request'] as const;
-export type ClientErrorReason = (typeof CLIENT_ERROR_REASONS)[number];
 export const CLIENT_INVALID_REQUEST = 0;
 
 /** Requests retried once on a fresh connection after a reused one was lost before any response byte. */
 export const RETRY_REASONS = ['reset'] as const;
 
 export const MIRROR_OUTCOMES = ['ok', 'error', 'dropped', 'mismatch'] as const;
-export type MirrorOutcome = (typeof MIRROR_OUTCOMES)[number];
 export const MIRROR_OK = 0;
 export const MIRROR_ERROR = 1;
 export const MIRROR_DROPPED = 2;

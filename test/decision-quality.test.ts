@@ -6,8 +6,8 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { AA_GRID, SCENARIOS } from '../bench/decisions/scenarios.js';
-import { simulate } from '../bench/decisions/simulate.js';
+import { AA_GRID, SCENARIOS } from '../sim/scenarios.js';
+import { simulate } from '../sim/simulate.js';
 
 function scenario(id: string) {
   return [...SCENARIOS, ...AA_GRID].find((s) => s.id === id)!.scenario;

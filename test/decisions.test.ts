@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { simulate, type Scenario } from '../bench/decisions/simulate.js';
+import { simulate, type Scenario } from '../sim/simulate.js';
 import { seededRandom } from '../common/random.js';
 import { drawBeta, drawGamma, meanPosterior, ratePosterior } from '../control/posterior.js';
 import { checkSrm, EMPTY_SRM_STATE } from '../control/srm.js';

@@ -9,13 +9,13 @@
  *    on observed values, the winner is the best observed reward among
  *    versions meeting their objectives, declared when the run ends.
  */
-import type { VersionMeasurement } from '../../control/analysis-types.js';
-import type { ExperimentStatus, VersionStatus } from '../../control/lifecycle.js';
-import { metricValues } from '../../control/builtin-metrics.js';
-import { metricDef } from '../../control/metric-defs.js';
-import type { ExperimentDoc, ExperimentSpec, Objective } from '../../control/spec-types.js';
-import { applyWeightLimits } from '../../control/weights/limits.js';
-import { EMPTY_MEASUREMENT } from '../../control/assess.js';
+import type { VersionMeasurement } from '../control/analysis-types.js';
+import type { ExperimentStatus, VersionStatus } from '../control/lifecycle.js';
+import { metricValues } from '../control/builtin-metrics.js';
+import { metricDef } from '../control/metric-defs.js';
+import type { ExperimentDoc, ExperimentSpec, Objective } from '../control/spec-types.js';
+import { applyWeightLimits } from '../control/weights/limits.js';
+import { EMPTY_MEASUREMENT } from '../control/assess.js';
 import type { Step } from './simulate.js';
 
 const EPSILON = 0.1;

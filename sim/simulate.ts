@@ -1,4 +1,6 @@
 /**
+ * sim/ (not bench/, not control/): the decision simulator is shared by the tests and the decision benchmark, and is not shipped (not in tsconfig.build.json).
+ *
  * A seeded simulation of one experiment: synthetic traffic per iteration,
  * split by the weights in force, counted the way the proxies count it (per
  * routing generation, per user bucket) and fed to the real `iterate` (the
@@ -10,16 +12,16 @@
  * that arrive iterations after the request (credited to the version and
  * generation that served it, as the exposure log does), and misrouting.
  */
-import { seededRandom } from '../../common/random.js';
-import type { Measurements, VersionMeasurement } from '../../control/analysis-types.js';
-import { iterate, pendingStatus, start, withGeneration, FINAL_STATES, type ExperimentStatus, type IterationInput } from '../../control/lifecycle.js';
-import { drawBeta } from '../../control/posterior.js';
-import type { ReplicaGenerations } from '../../control/ports.js';
-import { validateExperiment } from '../../control/spec.js';
-import type { ExperimentDoc } from '../../control/spec-types.js';
-import { LatencySketch } from '../../proxy/sketch.js';
-import { hashKey, initialSlots, reassignSlots, slotOfHash } from '../../proxy/slots.js';
-import { BUCKET_MASK, USER_BUCKETS, type GenerationSnapshot } from '../../proxy/stats.js';
+import { seededRandom } from '../common/random.js';
+import type { Measurements, VersionMeasurement } from '../control/analysis-types.js';
+import { iterate, pendingStatus, start, withGeneration, FINAL_STATES, type ExperimentStatus, type IterationInput } from '../control/lifecycle.js';
+import { drawBeta } from '../control/posterior.js';
+import type { ReplicaGenerations } from '../control/ports.js';
+import { validateExperiment } from '../control/spec.js';
+import type { ExperimentDoc } from '../control/spec-types.js';
+import { LatencySketch } from '../proxy/sketch.js';
+import { hashKey, initialSlots, reassignSlots, slotOfHash } from '../proxy/slots.js';
+import { BUCKET_MASK, USER_BUCKETS, type GenerationSnapshot } from '../proxy/stats.js';
 
 export interface Arm {
   readonly name: string;
