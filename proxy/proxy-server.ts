@@ -147,28 +147,6 @@ export class ProxyServer {
     return next;
   }
 
-  /**
-   * Test hook: breaks routing on purpose by handing `share` (0–1) of
-   * `from`'s slots to `to` while the advertised weights stay as they are —
-   * what a stale or buggy routing table looks like from outside. The next
-   * weight change repairs it. Costs the request path nothing.
-   */
-  misrouteForTesting(routeName: string, from: string, to: string, share: number): void {
-    const current = this.route(routeName);
-    const f = current.route.byName.get(from);
-    const t = current.route.byName.get(to);
-    if (!f || !t) throw new SluiceError('SLUICE_UNKNOWN_ROUTE', `route ${routeName} has no version ${!f ? from : to}`);
-    const slots = Uint8Array.from(current.slots);
-    let left = Math.round(share * slots.filter((v) => v === f.index).length);
-    for (let i = slots.length - 1; i >= 0 && left > 0; i--) {
-      if (slots[i] === f.index) {
-        slots[i] = t.index;
-        left--;
-      }
-    }
-    this.#table = this.#table.with({ ...current, slots });
-  }
-
   onWeightsChange(listener: (c: WeightsChange) => void): () => void {
     this.#listeners.add(listener);
     return () => this.#listeners.delete(listener);
