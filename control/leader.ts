@@ -98,7 +98,6 @@ export class LeaderElection {
   readonly #listeners = new Set<LeaderListener>();
 
   #running = false;
-  #paused = false;
   #leader = false;
   #epoch: number | null = null;
   /** performance.now() after which our lease can no longer be trusted. */
@@ -192,20 +191,6 @@ export class LeaderElection {
     }
   }
 
-  /** Tests only: stop renewing (and acquiring) without releasing, like a GC pause or SIGSTOP. */
-  pauseForTesting(): void {
-    this.#paused = true;
-  }
-
-  /** Tests only: renew or acquire again, at once. */
-  resumeForTesting(): void {
-    this.#paused = false;
-    if (this.#running && this.#loopTimer !== null) {
-      clearTimeout(this.#loopTimer);
-      this.#schedule(0);
-    }
-  }
-
   #schedule(delayMs: number): void {
     if (!this.#running) return;
     this.#loopTimer = setTimeout(() => {
@@ -220,7 +205,6 @@ export class LeaderElection {
 
   /** One renewal (when leader) or acquisition attempt. Never rejects. */
   async #attempt(): Promise<void> {
-    if (this.#paused) return;
     const sentAt = performance.now();
     try {
       if (this.#leader) {
