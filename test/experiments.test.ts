@@ -109,6 +109,34 @@ async function runToEnd(s: Setup, doc: Record<string, unknown>, opts: { concurre
   }
 }
 
+/**
+ * A same-run latency baseline: after 100 warm-up GETs, 300 GETs at `concurrency` straight to a fresh sample app
+ * answering after `latencyMs` (uniform 0.5–1.5×), in this process as the test's apps are; returns
+ * p95 + 2 × (p95 − p50) in ms.
+ */
+async function baselineLimit(t: TestContext, latencyMs: number, concurrency: number): Promise<number> {
+  const app = await startSampleApp({ name: 'baseline', latencyMs, seed: 99 });
+  const pool = new Pool(app.url, { connections: concurrency });
+  t.after(async () => {
+    await pool.close();
+    await app.close();
+  });
+  const ms: number[] = [];
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next++ < 400) {
+        const t0 = performance.now();
+        await (await pool.request({ path: '/', method: 'GET' })).body.dump();
+        if (next > 100) ms.push(performance.now() - t0);
+      }
+    }),
+  );
+  ms.sort((a, b) => a - b);
+  const q = (p: number) => ms[Math.min(ms.length - 1, Math.floor(p * ms.length))]!;
+  return Math.ceil(q(0.95) + 2 * (q(0.95) - q(0.5)));
+}
+
 function experiment(name: string, spec: Record<string, unknown>) {
   return { kind: 'Experiment', name, spec: { route: 'shop', ...spec } };
 }
@@ -179,13 +207,19 @@ describe('experiments', () => {
       { name: 'v2', conversionRate: 0.3, latencyMs: 4, seed: 6 },
       { name: 'v3', conversionRate: 0.5, latencyMs: 60, seed: 7 },
     ]);
+    // The SLO is set from a same-run baseline rather than a fixed 30 ms, which a busy machine's stalls exceed for
+    // the fast versions too: a 4 ms app like v1 and v2, measured now at the same concurrency (p95 ~15 ms on an idle
+    // 2-core machine, timers included), its p95 plus twice its spread (p95 − p50). v3 waits 30–90 ms, so its p95 is
+    // at least 87 ms however busy the machine (a delay never shrinks): the limit stays in [30, 70] ms.
+    const latencyLimit = Math.min(70, Math.max(30, await baselineLimit(t, 4, 16)));
+    t.diagnostic(`latency-p95 upperLimit ${latencyLimit} ms`);
     const st = await runToEnd(
       s,
       experiment('hybrid', {
         versions: [{ name: 'v1' }, { name: 'v2' }, { name: 'v3' }],
         testingPattern: 'Hybrid',
         criteria: {
-          objectives: [{ metric: 'latency-p95', upperLimit: 30 }],
+          objectives: [{ metric: 'latency-p95', upperLimit: latencyLimit }],
           reward: { metric: 'conversion-rate', preferredDirection: 'High' },
           minSamples: 80,
         },
