@@ -543,7 +543,7 @@ async function main(): Promise<number> {
     met: rpsMet === null || p99Met === null ? null : rpsMet && p99Met,
   };
 
-  // Sluice's own view of the split (shape per PRODUCT.md; stored raw).
+  // Sluice's own view of the split (shape per docs/contract.md; stored raw).
   const sluiceStats: Record<string, unknown> = {};
   for (const id of ['c', 'd', 'f'] as const) {
     const c = byId(id);

@@ -83,7 +83,7 @@ export interface ExperimentStatus {
   /**
    * Set while finish tasks run: the state the experiment will then be in.
    * `state` keeps its previous value until then, so a Completed experiment
-   * is one whose finish tasks have run (PRODUCT.md).
+   * is one whose finish tasks have run (docs/contract.md).
    */
   readonly ending: Ending | null;
   readonly createdAt: string;

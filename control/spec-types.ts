@@ -1,6 +1,6 @@
 /**
- * The validated shape of a `kind: Experiment` document (see PRODUCT.md,
- * Experiments). `validateExperiment` (spec.ts) produces it, deeply frozen;
+ * The validated shape of a `kind: Experiment` document (see docs/contract.md
+ * and docs/experiments.md). `validateExperiment` (spec.ts) produces it, deeply frozen;
  * the decision functions and the scheduler trust it.
  */
 

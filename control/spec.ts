@@ -61,7 +61,7 @@ const SPEC_KEYS = [
   'weights', 'duration', 'promote', 'seed', 'metrics', 'tasks',
 ];
 
-/** What each testing pattern needs (PRODUCT.md, Experiments; docs/experiments.md). */
+/** What each testing pattern needs (docs/contract.md, Experiments; docs/experiments.md). */
 const PATTERN_RULES: Record<TestingPattern, { min: number; max: number; reward: boolean; objectives: boolean }> = {
   Conformance: { min: 1, max: 1, reward: false, objectives: true },
   Canary: { min: 2, max: 2, reward: false, objectives: true },

@@ -128,7 +128,7 @@ const MAX_REFS = 0xf8fe - 0xe000 + 1;
 
 /**
  * `{ token: ${T} }` is not valid YAML: inside a flow collection "{" and "}" are
- * indicators. PRODUCT.md writes references that way, so each `${...}` is swapped
+ * indicators. docs/contract.md writes references that way, so each `${...}` is swapped
  * for a same-length run of private-use characters (plain text to YAML, and error
  * columns stay true), then swapped back in the parsed strings.
  */

@@ -9,7 +9,7 @@ import type { LoadOptions } from '../proxy/config.js';
 import type { RouteConfig } from '../proxy/config-types.js';
 import { parseDuration, parseSize } from '../proxy/duration.js';
 
-// PRODUCT.md's example, verbatim: `${SLUICE_TOKEN}` unquoted inside a flow map included.
+// The contract's example (docs/contract.md, Examples), verbatim but for two comments: `${SLUICE_TOKEN}` unquoted inside a flow map included.
 const PRODUCT_EXAMPLE = `
 listen: 0.0.0.0:8080
 admin: { listen: 127.0.0.1:9901, token: \${SLUICE_TOKEN} }
@@ -93,7 +93,7 @@ describe('parseDuration / parseSize', () => {
 });
 
 describe('a valid config', () => {
-  it('parses the PRODUCT.md example with defaults filled in', () => {
+  it('parses the contract example with defaults filled in', () => {
     const c = parseConfig(PRODUCT_EXAMPLE, { env: ENV });
     assert.deepEqual(c.listen, { host: '0.0.0.0', port: 8080 });
     assert.deepEqual(c.admin, { listen: { host: '127.0.0.1', port: 9901 }, token: 'tok-123' });

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { SluiceError } from '../common/errors.js';
 import { defaultSeed, loadExperimentFile, parseExperiment, validateExperiment } from '../control/spec.js';
 
-// PRODUCT.md's example, verbatim.
+// The contract's example (docs/contract.md, Examples), verbatim but for three comments.
 const PRODUCT_EXAMPLE = `
 kind: Experiment
 name: checkout-v2
@@ -82,7 +82,7 @@ function assertProblemAt(fn: () => unknown, path: string, message?: RegExp): voi
 }
 
 describe('valid experiments', () => {
-  it('parses the PRODUCT.md example as written', () => {
+  it('parses the contract example as written', () => {
     const doc = parseExperiment(PRODUCT_EXAMPLE);
     assert.equal(doc.kind, 'Experiment');
     assert.equal(doc.name, 'checkout-v2');

@@ -2,8 +2,8 @@
  * Tasks in Redis mode: the finish tasks of an experiment survive the loss of
  * the control replica that ran them. `status.ending` is stored with the
  * record, so the next leader runs the interrupted task again and only then
- * shows the experiment Completed (PRODUCT.md: a Completed experiment is one
- * whose finish tasks ran).
+ * shows the experiment Completed (docs/contract.md: a Completed experiment is
+ * one whose finish tasks ran).
  */
 import assert from 'node:assert/strict';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
