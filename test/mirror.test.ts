@@ -109,7 +109,10 @@ describe('mirror isolation', () => {
    * whatever the configuration; 40 ms keeps those inside the 20% tolerance,
    * while a shadow that held the primary back at all (awaited dispatch, a
    * shared connection, head-of-line blocking) adds its timeout to every
-   * mirrored request. The mirror timeout is short so that most hung copies
+   * mirrored request. When the machine is busier than that, the margin is
+   * the spread measured in the same run instead: the range of the no-mirror
+   * route's per-run p99s, capped at half the mirror timeout (what a shadow
+   * holding the primary back would add at least). The mirror timeout is short so that most hung copies
    * reach their deadline, and are aborted, within the run that sent them.
    */
   it("a hanging shadow and a refusing shadow leave the primary's answers and p99 alone", async (t) => {
@@ -189,9 +192,12 @@ describe('mirror isolation', () => {
       assert.ok(stillHanging > 0, 'after every run with the hanging shadow, some copies should still be in flight');
       const [plain, hang, refuse] = routes.map((r) => median(p99[r]));
       const detail = routes.map((r) => `${r} ${p99[r].map((x) => x.toFixed(1)).join('/')}`).join(', ');
-      t.diagnostic(`p99 per run (ms): ${detail}; medians: plain ${plain!.toFixed(2)}, hang ${hang!.toFixed(2)}, refuse ${refuse!.toFixed(2)}`);
-      assert.ok(hang! <= plain! * TOLERANCE, `hanging shadow: median p99 ${hang!.toFixed(2)} ms > ${TOLERANCE} × ${plain!.toFixed(2)} ms (${detail})`);
-      assert.ok(refuse! <= plain! * TOLERANCE, `refusing shadow: median p99 ${refuse!.toFixed(2)} ms > ${TOLERANCE} × ${plain!.toFixed(2)} ms (${detail})`);
+      // Same-run baseline: the no-mirror route; its margin, 20% or the spread of its own runs if wider (a busy machine).
+      const spread = Math.max(...p99.plain) - Math.min(...p99.plain);
+      const limit = plain! + Math.min(Math.max(plain! * (TOLERANCE - 1), spread), MIRROR_TIMEOUT_MS / 2);
+      t.diagnostic(`p99 per run (ms): ${detail}; medians: plain ${plain!.toFixed(2)}, hang ${hang!.toFixed(2)}, refuse ${refuse!.toFixed(2)}; limit ${limit.toFixed(2)}`);
+      assert.ok(hang! <= limit, `hanging shadow: median p99 ${hang!.toFixed(2)} ms > ${limit.toFixed(2)} ms (plain ${plain!.toFixed(2)} ms + margin; ${detail})`);
+      assert.ok(refuse! <= limit, `refusing shadow: median p99 ${refuse!.toFixed(2)} ms > ${limit.toFixed(2)} ms (plain ${plain!.toFixed(2)} ms + margin; ${detail})`);
 
       // Every copy is accounted for: hung ones as errors once their deadline passed, refused ones as errors.
       await quiet();
