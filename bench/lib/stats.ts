@@ -1,8 +1,8 @@
+import { median as medianOf } from 'simple-statistics';
+
+/** The median of the runs of a case (the middle two averaged); null for none. */
 export function median(xs: readonly number[]): number | null {
-  if (xs.length === 0) return null;
-  const s = [...xs].sort((a, b) => a - b);
-  const mid = Math.floor(s.length / 2);
-  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+  return xs.length === 0 ? null : medianOf([...xs]);
 }
 
 export function ratio(a: number | null | undefined, b: number | null | undefined): number | null {
