@@ -136,6 +136,7 @@ export class RouteSync {
   #subscribed = false;
   #up: boolean | null = null;
   #polling: Promise<void> | null = null;
+  #polls = 0;
 
   constructor(opts: RouteSyncOptions) {
     this.#proxy = opts.proxy;
@@ -154,6 +155,11 @@ export class RouteSync {
   /** The generation this replica serves for a route (null: no such route). */
   generation(route: string): number | null {
     return this.#proxy.table.get(route)?.generation ?? null;
+  }
+
+  /** How many polls of every route have ended (by the timer or `poll()`), whatever they found or failed on. */
+  get polls(): number {
+    return this.#polls;
   }
 
   /** When this replica last applied a state of the route read from Redis (ms since the epoch), or null. */
@@ -199,7 +205,10 @@ export class RouteSync {
     this.#polling ??= (async () => {
       if (!this.#subscribed) await this.#subscribe();
       await this.#sync(this.#proxy.table.states.map((s) => s.route.name));
-    })().finally(() => (this.#polling = null));
+    })().finally(() => {
+      this.#polls++;
+      this.#polling = null;
+    });
     return this.#polling;
   }
 

@@ -230,7 +230,9 @@ test('routing state shared through Redis: propagation, convergence, generations,
     // Invalid weights are refused before anything is written.
     await assert.rejects(router.setWeights(ROUTE, { v1: 50, v2: 40, v3: 5 }, 'test'), (e: unknown) => e instanceof SluiceError && e.code === 'SLUICE_WEIGHTS_INVALID');
     await assert.rejects(router.setWeights(ROUTE, { v1: 50, v9: 50 }, 'test'), (e: unknown) => e instanceof SluiceError && e.code === 'SLUICE_WEIGHTS_INVALID');
-    await new Promise((r) => setTimeout(r, 400)); // two polls
+    // Two polls on every replica (each reads Redis after the refused writes), then nothing may have moved.
+    const polled = syncs.map((s) => s.polls);
+    await waitFor('two polls on every replica', () => syncs.every((s, i) => s.polls >= polled[i]! + 2));
     assert.equal(await admin.get(keys.route(ROUTE)), before);
     for (const p of proxies) assert.equal(p.route(ROUTE).generation, g);
   });
