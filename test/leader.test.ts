@@ -42,6 +42,8 @@ interface Elector {
   pause(): void;
   /** Sends the held commands, and the next ones, at once. */
   resume(): void;
+  /** How many of the election's commands Redis has answered (its renewals, acquisition attempts and fenced writes). */
+  answered(): number;
   /** Every epoch this elector was handed, in order. */
   readonly epochs: number[];
   /** performance.now() of every change, with its direction. */
@@ -53,8 +55,9 @@ interface Elector {
  * (it has no test hook): while paused, `eval` (every command the election
  * sends) waits unsent until resume.
  */
-function pausable(redis: Redis): { readonly redis: Redis; pause(): void; resume(): void } {
+function pausable(redis: Redis): { readonly redis: Redis; pause(): void; resume(): void; answered(): number } {
   let gate: { readonly opened: Promise<void>; readonly open: () => void } | null = null;
+  let answered = 0;
   const held = new Proxy(redis, {
     get(target, prop) {
       const value: unknown = Reflect.get(target, prop, target);
@@ -62,12 +65,17 @@ function pausable(redis: Redis): { readonly redis: Redis; pause(): void; resume(
       if (prop !== 'eval') return value.bind(target);
       return async (...args: unknown[]) => {
         while (gate !== null) await gate.opened;
-        return value.apply(target, args);
+        try {
+          return await value.apply(target, args);
+        } finally {
+          answered++;
+        }
       };
     },
   });
   return {
     redis: held,
+    answered: () => answered,
     pause() {
       if (gate !== null) return;
       let open!: () => void;
@@ -86,7 +94,7 @@ async function elector(t: TestContext, url: string, keys: RedisKeys, id: string,
   const redis = await client(t, url);
   const port = pausable(redis);
   const election = new LeaderElection(port.redis, keys, { id, ttlMs: opts.ttlMs ?? TTL, renewEveryMs: opts.renewEveryMs ?? RENEW, log: silentLogger(), ...(opts.registry ? { registry: opts.registry } : {}) });
-  const e: Elector = { election, redis, pause: port.pause, resume: port.resume, epochs: [], changes: [] };
+  const e: Elector = { election, redis, pause: port.pause, resume: port.resume, answered: port.answered, epochs: [], changes: [] };
   election.onChange((leader, epoch) => {
     e.changes.push({ leader, at: performance.now() });
     if (leader) e.epochs.push(epoch!);
@@ -166,8 +174,9 @@ test('a paused leader is replaced within ttl + renew interval, and its stale epo
   await waitFor('the resumed one to know it is not leader', () => !old.election.isLeader && old.changes.at(-1)?.leader === false, 1000, 5);
   assert.equal(old.election.epoch, null);
   await assert.rejects(old.election.fenced([['SET', target, 'old-again']]), isFenced);
-  // It stays a follower: the new leader keeps renewing.
-  await new Promise((r) => setTimeout(r, RENEW * 2));
+  // It stays a follower: the new leader keeps renewing. Two more rounds answered on each elector (renewals, attempts).
+  const answered = all.map((e) => e.answered());
+  await waitFor('two more rounds on each elector', () => all.every((e, i) => e.answered() >= answered[i]! + 2), 10_000, 5);
   assert.deepEqual(leaders(all), [other]);
   assert.equal(other.election.epoch, newEpoch);
   assert.equal(await other.redis.get(target), 'new');
