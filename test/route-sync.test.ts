@@ -282,7 +282,9 @@ test('routing state shared through Redis: propagation, convergence, generations,
       }
     };
     await serve();
-    await new Promise((r) => setTimeout(r, 700)); // several failed polls
+    // Several failed polls on every replica.
+    const polled = syncs.map((s) => s.polls);
+    await waitFor('three failed polls on every replica', () => syncs.every((s, i) => s.polls >= polled[i]! + 3), 10_000);
     await serve();
     for (const s of syncs) assert.equal(s.up, false);
     // Logged, but not once per failed poll (~4 polls and a subscriber reconnect loop so far).
