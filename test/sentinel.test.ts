@@ -80,7 +80,10 @@ test('SENTINEL FAILOVER during an experiment: proxy and control follow the new m
   });
 
   await waitFor('an iteration under load before the failover', async () => (await status()).iteration >= 2, 10_000, 100);
+  // A second of load before the failover, its count the yardstick for the load on the new master below.
+  const okWarm = load.ok;
   await new Promise((r) => setTimeout(r, 1000));
+  const perSecond = Math.max(1, load.ok - okWarm);
   const beforeFailover = await status();
   lap(`failover starts at iteration ${beforeFailover.iteration}, ${load.ok} requests so far`);
 
@@ -99,8 +102,9 @@ test('SENTINEL FAILOVER during an experiment: proxy and control follow the new m
   await waitFor('the control writing the experiment to the new master', async () => ((await stored())?.status.iteration ?? 0) > atPromotion, 4000, 50);
   lap(`the control writes to the new master ${Date.now() - promoted} ms after the promotion`);
 
-  // Load continues a few seconds on the new master.
-  await new Promise((r) => setTimeout(r, 2500));
+  // Load continues on the new master: as many requests as 2.5 s took before the failover, however long they take now.
+  const okOnNew = load.ok;
+  await waitFor('2.5 s worth of requests on the new master', () => load.ok >= okOnNew + Math.round(2.5 * perSecond) || load.failures.length > 0, 30_000, 20);
   await load.stop();
   const completed = load.ok;
   lap(`load stopped: ${completed} requests completed, ${load.failures.length} failed`);
