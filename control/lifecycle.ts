@@ -1,95 +1,29 @@
 /**
- * The experiment state machine, as pure transitions over ExperimentStatus:
+ * The experiment state machine, as pure transitions over ExperimentStatus
+ * (status.ts):
  *   Pending → Running ⇄ Paused → Completed | Failed | Aborted
  * `iterate` is one analysis step: assess → decide → weights, recorded in the
  * history. The scheduler (scheduler.ts) only feeds it measurements and
  * carries out the weights it returns.
  */
 import { seededRandom } from '../common/random.js';
-import type { Measurements, ObjectiveAssessment, SequentialSummary, SrmCheck, Verdict, VersionComparison } from './analysis-types.js';
+import type { Measurements } from './analysis-types.js';
 import { assess } from './assess.js';
 import { decide } from './decide.js';
 import { allTo, nextWeights } from './next-weights.js';
 import { generationField, openPeriod, withGenerationTotals, type PeriodRecord } from './periods.js';
 import type { ReplicaGenerations } from './ports.js';
 import type { ExperimentDoc } from './spec-types.js';
-import { checkSrm, EMPTY_SRM_STATE, type SrmSample, type SrmState } from './srm.js';
-import type { TaskRun } from './tasks/types.js';
+import { checkSrm, EMPTY_SRM_STATE, type SrmSample } from './srm.js';
+import type { ExperimentState, ExperimentStatus, IterationRecord, TaskRun, VersionStatus } from './status.js';
 
-export type ExperimentState = 'Pending' | 'Running' | 'Paused' | 'Completed' | 'Failed' | 'Aborted';
+// tasks/types.ts and tasks/exec.ts still read ExperimentStatus from here (until TaskRun's twin in tasks/types.ts goes).
+export type { ExperimentStatus } from './status.js';
+
 export const FINAL_STATES: ReadonlySet<ExperimentState> = new Set(['Completed', 'Failed', 'Aborted']);
-
-export interface VersionStatus {
-  readonly samples: number;
-  readonly metrics: Readonly<Record<string, number | null>>;
-  readonly verdict: Verdict;
-  readonly pFeasible: number | null;
-  readonly pBest: number | null;
-  readonly expectedLoss: number | null;
-  readonly objectives: readonly ObjectiveAssessment[];
-  /** Custom metrics that could not be read this iteration: code and message (secrets masked). */
-  readonly metricErrors: Readonly<Record<string, { readonly code: string; readonly message: string }>>;
-  /** The reward as the winner test sees it: stratified estimate, always-valid interval, lift (null without a reward). */
-  readonly comparison?: VersionComparison | null;
-}
-
-export interface IterationRecord {
-  readonly iteration: number;
-  readonly at: string;
-  /** Weights in force while this iteration's traffic was measured. */
-  readonly weightsMeasured: Readonly<Record<string, number>>;
-  /** Weights decided by this iteration (in force for the next one). */
-  readonly weights: Readonly<Record<string, number>>;
-  readonly versions: Readonly<Record<string, VersionStatus>>;
-  readonly winner: string | null;
-  readonly reason: string;
-  readonly srm: SrmCheck | null;
-  /** Loop and finish task runs that followed this iteration. */
-  readonly tasks?: readonly TaskRun[];
-}
-
-/** The final state an experiment reaches once its finish tasks have run. */
-export interface Ending {
-  readonly state: 'Completed' | 'Failed' | 'Aborted';
-  readonly reason: string;
-  readonly finishedAt: string;
-}
 
 /** Task runs kept in a status: the newest, so a long loop cannot grow a record without bound. */
 export const MAX_TASK_RUNS = 200;
-
-export interface ExperimentStatus {
-  readonly state: ExperimentState;
-  /** Iterations completed. */
-  readonly iteration: number;
-  readonly winner: string | null;
-  readonly reason: string;
-  readonly weights: Readonly<Record<string, number>>;
-  readonly versions: Readonly<Record<string, VersionStatus>>;
-  /** The last iteration's sample-ratio check, and how many iterations were flagged. */
-  readonly srm: SrmCheck | null;
-  readonly srmFlagged: number;
-  /** The running sequential sample-ratio test (srm.ts). */
-  readonly srmState?: SrmState;
-  /** The routing generation of the weights in force (null before the first is written). */
-  readonly generation?: number | null;
-  /** Traffic per routing generation since the start (periods.ts): what versions are compared within. */
-  readonly periods?: readonly PeriodRecord[];
-  /** The winner test's experiment-wide figures (design effect, level each pair is tested at). */
-  readonly sequential?: SequentialSummary | null;
-  readonly history: readonly IterationRecord[];
-  /** Every task run (start, loop, finish), oldest first; a running one is replaced by its result. */
-  readonly tasks: readonly TaskRun[];
-  /**
-   * Set while finish tasks run: the state the experiment will then be in.
-   * `state` keeps its previous value until then, so a Completed experiment
-   * is one whose finish tasks have run (docs/contract.md).
-   */
-  readonly ending: Ending | null;
-  readonly createdAt: string;
-  readonly startedAt: string | null;
-  readonly finishedAt: string | null;
-}
 
 export function pendingStatus(doc: ExperimentDoc, now: string): ExperimentStatus {
   return {

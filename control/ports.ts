@@ -5,8 +5,8 @@
  * implements them over Redis. The scheduler sees only these.
  */
 import type { GenerationSnapshot, VersionSnapshot } from '../proxy/stats.js';
-import type { ExperimentStatus } from './lifecycle.js';
 import type { ExperimentDoc } from './spec-types.js';
+import type { ExperimentStatus } from './status.js';
 
 /** Cumulative, absolute per-version counters of a route (summed over replicas where there are several). */
 export interface AggregateSource {

@@ -20,15 +20,15 @@ import type { Measurements, VersionMeasurement } from './analysis-types.js';
 import { EMPTY_MEASUREMENT } from './assess.js';
 import {
   abort, FINAL_STATES, iterate, pause, pendingStatus, promote, resume, start, withGeneration, withTaskRun,
-  type Ending, type ExperimentStatus,
 } from './lifecycle.js';
 import { checkMetricQueries, readAllMetrics } from './metrics/index.js';
 import type { MetricReading } from './metrics/types.js';
 import { allTo } from './next-weights.js';
 import type { AggregateSource, ExperimentRecord, ExperimentStore, TrafficRouter } from './ports.js';
 import type { ExperimentDoc, TaskSpec } from './spec-types.js';
+import type { Ending, ExperimentStatus, TaskPhase, TaskRun } from './status.js';
 import { refuseExecUnlessAllowed, runTask } from './tasks/index.js';
-import type { TaskContext, TaskPhase, TaskRun } from './tasks/types.js';
+import type { TaskContext } from './tasks/types.js';
 
 export interface SchedulerOptions {
   readonly store: ExperimentStore;

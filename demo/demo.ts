@@ -9,7 +9,7 @@ import { createLogger } from '../common/logger.js';
 import { validateConfig } from '../proxy/config.js';
 import { runSluice, type RunningSluice } from '../cli/run-sluice.js';
 import { tokenOverride } from '../cli/secrets.js';
-import type { ExperimentStatus } from '../control/lifecycle.js';
+import type { ExperimentStatus } from '../control/status.js';
 import { validateExperiment } from '../control/spec.js';
 import { startSampleApp, type SampleApp } from './sample-app.js';
 

@@ -10,7 +10,7 @@
  *    versions meeting their objectives, declared when the run ends.
  */
 import type { VersionMeasurement } from '../control/analysis-types.js';
-import type { ExperimentStatus, VersionStatus } from '../control/lifecycle.js';
+import type { ExperimentStatus, VersionStatus } from '../control/status.js';
 import { metricValues } from '../control/builtin-metrics.js';
 import { metricDef } from '../control/metric-defs.js';
 import type { ExperimentDoc, ExperimentSpec, Objective } from '../control/spec-types.js';

@@ -14,7 +14,8 @@
  */
 import { seededRandom } from '../common/random.js';
 import type { Measurements, VersionMeasurement } from '../control/analysis-types.js';
-import { iterate, pendingStatus, start, withGeneration, FINAL_STATES, type ExperimentStatus, type IterationInput } from '../control/lifecycle.js';
+import { iterate, pendingStatus, start, withGeneration, FINAL_STATES, type IterationInput } from '../control/lifecycle.js';
+import type { ExperimentStatus } from '../control/status.js';
 import { drawBeta } from '../control/posterior.js';
 import type { ReplicaGenerations } from '../control/ports.js';
 import { validateExperiment } from '../control/spec.js';

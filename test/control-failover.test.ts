@@ -10,7 +10,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ExperimentStatus } from '../control/lifecycle.js';
+import type { ExperimentStatus } from '../control/status.js';
 import { freePort, Pool, waitFor } from './support/helpers.js';
 import { endlessAb, json, sluice, startShop, steadyLoad } from './support/processes.js';
 import { startRedis } from './support/redis-server.js';

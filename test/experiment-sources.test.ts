@@ -12,7 +12,7 @@ import { pino } from 'pino';
 import { reportText } from '../cli/format.js';
 import type { Experiment } from '../cli/client.js';
 import { runSluice, type RunningSluice } from '../cli/run-sluice.js';
-import type { ExperimentStatus } from '../control/lifecycle.js';
+import type { ExperimentStatus } from '../control/status.js';
 import { startSampleApp, type SampleAppOptions } from '../demo/sample-app.js';
 import { validateConfig } from '../proxy/config.js';
 import { Pool, waitFor } from './support/helpers.js';

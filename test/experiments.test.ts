@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, test, type TestContext } from 'node:test';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import type { ExperimentStatus } from '../control/lifecycle.js';
+import type { ExperimentStatus } from '../control/status.js';
 import { startSampleApp, type SampleAppOptions } from '../demo/sample-app.js';
 import { Pool, startSluice, waitFor } from './support/helpers.js';
 

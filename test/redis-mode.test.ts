@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ExperimentStatus } from '../control/lifecycle.js';
+import type { ExperimentStatus } from '../control/status.js';
 import { freePort, inParallel, Pool, waitFor } from './support/helpers.js';
 import { json, sluice, startShop } from './support/processes.js';
 import { startRedis } from './support/redis-server.js';

@@ -10,7 +10,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import type { ExperimentStatus } from '../control/lifecycle.js';
+import type { ExperimentStatus } from '../control/status.js';
 import { freePort, Pool, waitFor } from './support/helpers.js';
 import { controlLeading, json, sluice, startShop } from './support/processes.js';
 import { startRedis } from './support/redis-server.js';

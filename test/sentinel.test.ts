@@ -7,7 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import type { ExperimentStatus } from '../control/lifecycle.js';
+import type { ExperimentStatus } from '../control/status.js';
 import type { ExperimentRecord } from '../control/ports.js';
 import { freePort, Pool, waitFor } from './support/helpers.js';
 import { controlLeading, endlessAb, json, sluice, startShop, steadyLoad } from './support/processes.js';

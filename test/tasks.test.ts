@@ -11,13 +11,13 @@ import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import { SluiceError } from '../common/errors.js';
 import { silentLogger } from '../common/logger.js';
-import { pendingStatus, type ExperimentStatus, type VersionStatus } from '../control/lifecycle.js';
+import { pendingStatus } from '../control/lifecycle.js';
 import { validateExperiment } from '../control/spec.js';
 import type { ExperimentDoc, TaskSpec } from '../control/spec-types.js';
 import { runTask, type TaskRunContext } from '../control/tasks/index.js';
 import { slackPayload } from '../control/tasks/notify.js';
 import { experimentSummary } from '../control/tasks/summary.js';
-import type { TaskPhase, TaskRun } from '../control/tasks/types.js';
+import type { ExperimentStatus, TaskPhase, TaskRun, VersionStatus } from '../control/status.js';
 import { refusingUrl, startUpstream, waitFor, type Upstream } from './support/helpers.js';
 
 // ---------------------------------------------------------------- fixtures

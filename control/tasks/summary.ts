@@ -5,9 +5,9 @@
  * ExperimentStatus, so every task reports the same numbers.
  */
 import type { Verdict } from '../analysis-types.js';
-import type { ExperimentState, ExperimentStatus } from '../lifecycle.js';
 import type { TemplateVars } from '../metrics/template.js';
 import type { ExperimentDoc } from '../spec-types.js';
+import type { ExperimentState, ExperimentStatus } from '../status.js';
 
 export interface VersionSummary {
   readonly samples: number;
