@@ -16,12 +16,15 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SluiceError } from '../../common/errors.js';
+import type { Obj } from '../../common/validation.js';
+import { expected, expectedText, index, isObj, join, readBool } from '../../common/validation.js';
 import type { ExperimentStatus } from '../lifecycle.js';
 import type { ExecTaskSpec, ExperimentDoc } from '../spec-types.js';
 import { renderTask, stopError, TaskError, transportReason, within } from './common.js';
 import { execEnvironment } from './env.js';
 import { experimentSummary, taskTemplateVars } from './summary.js';
-import type { TaskImpl } from './types.js';
+import { ENV_NAME, readOptText, readTemplate } from './fields.js';
+import type { TaskFields, TaskImpl, TaskReadContext } from './types.js';
 
 export const EXEC_DISABLED_MESSAGE =
   'exec tasks are disabled: they run commands in the control plane for whoever may apply an experiment; the operator enables them with --allow-exec or SLUICE_ALLOW_EXEC=1';
@@ -32,7 +35,14 @@ export const KILL_GRACE_MS = 2_000;
 const DRAIN_MS = 1_000;
 const HINT_CHARS = 500;
 
+/** The kind's defaults (docs/tasks.md). */
+const DEFAULTS = { timeoutSeconds: 300, shell: false } as const;
+
 export const execTask: TaskImpl<ExecTaskSpec> = {
+  keys: ['command', 'shell', 'env', 'cwd'],
+  timeoutSeconds: DEFAULTS.timeoutSeconds,
+  read: (c, o, path, base) => ({ ...base, task: 'exec', ...readExec(c, o, path) }),
+  secrets: (spec) => ({ values: [], templates: [...spec.command] }),
   async run(spec, ctx) {
     // Checked here too, not only at apply: in Redis mode the leader that runs it may not be the replica that accepted it.
     if (ctx.allowExec !== true) throw new SluiceError('SLUICE_EXEC_DISABLED', EXEC_DISABLED_MESSAGE);
@@ -189,4 +199,40 @@ function hint(stderr: string): string {
   const t = stderr.trim();
   if (t === '') return '';
   return `: ${t.length > HINT_CHARS ? `…${t.slice(-HINT_CHARS)}` : t}`;
+}
+
+// ---------------------------------------------------------------- reading the spec
+
+function readExec(c: TaskReadContext, o: Obj, path: string): TaskFields<ExecTaskSpec> {
+  const { p } = c;
+  const cmdPath = join(path, 'command');
+  const command: string[] = [];
+  const what = 'a non-empty list of strings (argv), such as [kubectl, apply, -f, promote.yaml]';
+  if (o.command == null) p.add(cmdPath, `required: ${what}`);
+  else if (!Array.isArray(o.command) || o.command.length === 0) expected(p, cmdPath, what, o.command, null);
+  else {
+    o.command.forEach((arg, i) => {
+      const at = index(cmdPath, i);
+      const s = readTemplate(c, arg, at, 'a string');
+      if (s !== null && i === 0 && s.trim() === '') p.add(at, 'the command must not be empty');
+      if (s !== null) command.push(s);
+    });
+  }
+  const env: Record<string, string> = {};
+  const envPath = join(path, 'env');
+  if (o.env != null) {
+    if (!isObj(o.env)) expected(p, envPath, 'a mapping of environment variable name to value', o.env, null);
+    else {
+      for (const [k, v] of Object.entries(o.env)) {
+        const at = join(envPath, k);
+        if (!ENV_NAME.test(k)) p.add(at, 'not an environment variable name (letters, digits and _, not starting with a digit)');
+        else if (k.startsWith('SLUICE_')) p.add(at, 'SLUICE_* variables are set by Sluice (see docs/tasks.md)');
+        if (typeof v !== 'string') expectedText(p, at, 'a string', v, null);
+        else env[k] = v;
+      }
+    }
+  }
+  const cwd = readOptText(p, o.cwd, join(path, 'cwd'), 'a directory path');
+  if (cwd === '') p.add(join(path, 'cwd'), 'must not be empty (leave it out to use the working directory of Sluice)');
+  return { command, shell: readBool(p, o.shell, join(path, 'shell'), DEFAULTS.shell), env, cwd: cwd === '' ? null : cwd };
 }

@@ -11,12 +11,26 @@
  */
 import type { Agent } from 'undici';
 import { SluiceError } from '../../common/errors.js';
+import type { Obj } from '../../common/validation.js';
+import { expected, httpUrl, join, readEnum } from '../../common/validation.js';
 import type { GithubTaskSpec } from '../spec-types.js';
 import { bodyHint, httpCall, renderTask, withAgent } from './common.js';
 import { experimentSummary, taskTemplateVars, versionLines, type ExperimentSummary } from './summary.js';
-import type { TaskContext, TaskImpl } from './types.js';
+import { ENV_NAME, readRef, readRepoPath, readTemplate } from './fields.js';
+import type { TaskContext, TaskFields, TaskImpl, TaskReadContext } from './types.js';
+
+/** The kind's defaults (docs/tasks.md). */
+const DEFAULTS = { timeoutSeconds: 30, mode: 'dispatch', apiUrl: 'https://api.github.com', tokenEnv: 'GITHUB_TOKEN', eventType: 'sluice-experiment', base: 'main' } as const;
+const REPOSITORY = /^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/;
 
 export const githubTask: TaskImpl<GithubTaskSpec> = {
+  keys: ['repository', 'mode', 'apiUrl', 'tokenEnv', 'eventType', 'path', 'content', 'base', 'branch', 'title'],
+  timeoutSeconds: DEFAULTS.timeoutSeconds,
+  read: (c, o, path, base) => ({ ...base, task: 'github', ...readGithub(c, o, path) }),
+  secrets(spec, ctx) {
+    const token = ctx.env[spec.tokenEnv];
+    return { values: token !== undefined ? [token] : [], templates: [spec.content ?? '', spec.title ?? ''] };
+  },
   async run(spec, ctx) {
     const token = ctx.env[spec.tokenEnv];
     if (token === undefined || token === '') {
@@ -170,4 +184,54 @@ function prBody(s: ExperimentSummary): string {
     '',
     '_Opened by Sluice._',
   ].join('\n');
+}
+
+// ---------------------------------------------------------------- reading the spec
+
+function readGithub(c: TaskReadContext, o: Obj, path: string): TaskFields<GithubTaskSpec> {
+  const { p } = c;
+  const repoPath = join(path, 'repository');
+  let repository = '';
+  if (o.repository == null) p.add(repoPath, 'required: owner/name of the repository');
+  else if (typeof o.repository === 'string' && REPOSITORY.test(o.repository)) repository = o.repository;
+  else expected(p, repoPath, 'owner/name of a repository, such as acme/deploy', o.repository, null);
+  const mode = readEnum(p, o.mode, join(path, 'mode'), ['dispatch', 'pullRequest'] as const, DEFAULTS.mode);
+  let apiUrl: string = DEFAULTS.apiUrl;
+  if (o.apiUrl != null) {
+    const what = 'the GitHub REST API base URL, such as https://github.example.com/api/v3';
+    if (typeof o.apiUrl !== 'string') expected(p, join(path, 'apiUrl'), what, o.apiUrl, null);
+    else if (httpUrl(p, o.apiUrl, join(path, 'apiUrl'), what) !== null) apiUrl = o.apiUrl.replace(/\/+$/, '');
+  }
+  let tokenEnv: string = DEFAULTS.tokenEnv;
+  if (o.tokenEnv != null) {
+    if (typeof o.tokenEnv === 'string' && ENV_NAME.test(o.tokenEnv)) tokenEnv = o.tokenEnv;
+    else expected(p, join(path, 'tokenEnv'), 'the name of the environment variable holding the token, such as GITHUB_TOKEN', o.tokenEnv, null);
+  }
+  let eventType: string = DEFAULTS.eventType;
+  if (o.eventType != null) {
+    const at = join(path, 'eventType');
+    if (mode !== 'dispatch') p.add(at, 'eventType applies to mode: dispatch only');
+    else if (typeof o.eventType === 'string' && o.eventType.length > 0 && o.eventType.length <= 100) eventType = o.eventType;
+    else expected(p, at, 'a string of 1 to 100 characters', o.eventType, null);
+  }
+  if (mode === 'dispatch') {
+    for (const key of ['path', 'content', 'base', 'branch', 'title']) {
+      if (o[key] != null) p.add(join(path, key), `${key} applies to mode: pullRequest only`);
+    }
+    return { repository, mode, apiUrl, tokenEnv, eventType, path: null, content: null, base: null, branch: null, title: null };
+  }
+  const filePath = readRepoPath(p, o.path, join(path, 'path'));
+  const contentPath = join(path, 'content');
+  let content: string | null = null;
+  if (o.content == null) p.add(contentPath, 'required in mode: pullRequest: the new content of the file (a template)');
+  else content = readTemplate(c, o.content, contentPath, 'the new content of the file as a string');
+  const title = o.title == null ? null : readTemplate(c, o.title, join(path, 'title'), 'the pull request title as a string');
+  return {
+    repository, mode, apiUrl, tokenEnv, eventType,
+    path: filePath,
+    content,
+    base: readRef(p, o.base, join(path, 'base')) ?? DEFAULTS.base,
+    branch: readRef(p, o.branch, join(path, 'branch')),
+    title,
+  };
 }

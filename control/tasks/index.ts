@@ -1,5 +1,5 @@
 /**
- * The task kinds and `runTask`, which runs one task and turns whatever
+ * `runTask`, which runs one task (of any kind in kinds.ts) and turns whatever
  * happens into a TaskRun: the timeout (an AbortController combined with the
  * caller's signal), the duration, the error with its code. It never rejects,
  * and nothing it returns holds a secret the spec's templates or token refer to.
@@ -7,22 +7,11 @@
  */
 import { type ErrorDetail, SluiceError } from '../../common/errors.js';
 import { maskSecrets, secretsOf } from '../metrics/template.js';
-import type { ExperimentDoc, TaskKind, TaskSpec } from '../spec-types.js';
+import type { ExperimentDoc, TaskSpec } from '../spec-types.js';
 import { TaskError, TaskTimeout } from './common.js';
-import { EXEC_DISABLED_MESSAGE, execTask } from './exec.js';
-import { githubTask } from './github.js';
-import { loadTask } from './load.js';
-import { notifyTask } from './notify.js';
-import { readinessTask } from './readiness.js';
-import type { TaskContext, TaskImpl, TaskPhase, TaskRun } from './types.js';
-
-export const TASKS: { readonly [K in TaskKind]: TaskImpl<Extract<TaskSpec, { task: K }>> } = {
-  readiness: readinessTask,
-  load: loadTask,
-  notify: notifyTask,
-  github: githubTask,
-  exec: execTask,
-};
+import { EXEC_DISABLED_MESSAGE } from './exec.js';
+import { taskKind } from './kinds.js';
+import type { TaskContext, TaskPhase, TaskRun } from './types.js';
 
 /**
  * How long past its timeout a task may take to stop (exec's SIGTERM grace and
@@ -51,7 +40,7 @@ export async function runTask(phase: TaskPhase, spec: TaskSpec, ctx: TaskRunCont
     const hardStop = new Promise<never>((_, reject) => {
       hardTimer = setTimeout(() => reject(new SluiceError('SLUICE_TASK_TIMEOUT', `did not stop within ${spec.timeoutSeconds} s (timeoutSeconds)`)), timeoutMs + STOP_GRACE_MS);
     });
-    output = await Promise.race([dispatch(spec, { ...ctx, signal: ac.signal }), hardStop]);
+    output = await Promise.race([taskKind(spec.task).run(spec, { ...ctx, signal: ac.signal }), hardStop]);
   } catch (err) {
     error = runError(err, ac.signal);
     if (err instanceof TaskError) output = err.output;
@@ -76,21 +65,6 @@ export async function runTask(phase: TaskPhase, spec: TaskSpec, ctx: TaskRunCont
   };
 }
 
-function dispatch(spec: TaskSpec, ctx: TaskContext): Promise<Record<string, unknown> | null> {
-  switch (spec.task) {
-    case 'readiness':
-      return TASKS.readiness.run(spec, ctx);
-    case 'load':
-      return TASKS.load.run(spec, ctx);
-    case 'notify':
-      return TASKS.notify.run(spec, ctx);
-    case 'github':
-      return TASKS.github.run(spec, ctx);
-    case 'exec':
-      return TASKS.exec.run(spec, ctx);
-  }
-}
-
 /** A SluiceError keeps its code (a timeout always reads as one); anything else is SLUICE_TASK_FAILED. */
 function runError(err: unknown, signal: AbortSignal): { code: string; message: string } {
   const timeout = signal.reason instanceof TaskTimeout ? signal.reason : null;
@@ -103,28 +77,8 @@ function runError(err: unknown, signal: AbortSignal): { code: string; message: s
 
 /** Every secret a task may have handled: the values of {{env.NAME}} in its templates, the GitHub token, the pin token. */
 function secretsOfTask(spec: TaskSpec, ctx: TaskRunContext): string[] {
-  const templates: string[] = [];
-  const out: string[] = [];
-  switch (spec.task) {
-    case 'notify':
-      templates.push(spec.url, ...Object.values(spec.headers));
-      break;
-    case 'load':
-      templates.push(...Object.values(spec.headers));
-      if (ctx.pinToken !== null) out.push(ctx.pinToken);
-      break;
-    case 'github': {
-      templates.push(spec.content ?? '', spec.title ?? '');
-      const token = ctx.env[spec.tokenEnv];
-      if (token !== undefined) out.push(token);
-      break;
-    }
-    case 'exec':
-      templates.push(...spec.command);
-      break;
-    case 'readiness':
-      break;
-  }
+  const { values, templates } = taskKind(spec.task).secrets(spec, ctx);
+  const out = [...values];
   for (const t of templates) out.push(...secretsOf(t, ctx.env));
   // Longest first: a secret that contains another is masked whole.
   return [...new Set(out.filter((s) => s !== ''))].sort((a, b) => b.length - a.length);

@@ -23,12 +23,14 @@ import { readFile } from 'node:fs/promises';
 import { Pool } from 'undici';
 import { SluiceError } from '../../common/errors.js';
 import { PIN_HEADER, pinValue } from '../../common/pin.js';
-import { osReason } from '../../common/validation.js';
+import type { Obj } from '../../common/validation.js';
+import { expected, join, osReason, readInt } from '../../common/validation.js';
 import { LatencySketch } from '../../proxy/sketch.js';
 import type { LoadTaskSpec } from '../spec-types.js';
 import { renderTask, sleep, TaskError, timedOut, transportReason, untilAborted, within } from './common.js';
 import { taskTemplateVars } from './summary.js';
-import type { TaskImpl } from './types.js';
+import { MAX_CONCURRENCY, MAX_QPS, MAX_TASK_SECONDS, readHeaders, readOptText, readPath, readPositive, readUrl, readVersionList } from './fields.js';
+import type { TaskFields, TaskImpl, TaskReadContext } from './types.js';
 
 /** A request unanswered this long is an error (and frees its slot). */
 const REQUEST_TIMEOUT_MS = 30_000;
@@ -43,7 +45,15 @@ interface Lane {
   dropped: number;
 }
 
+/** The kind's defaults (docs/tasks.md). */
+const DEFAULTS = { timeoutSeconds: 600, path: '/', concurrency: 16, method: 'GET' } as const;
+const METHOD = /^[A-Z]+$/;
+
 export const loadTask: TaskImpl<LoadTaskSpec> = {
+  keys: ['url', 'path', 'qps', 'durationSeconds', 'requests', 'concurrency', 'method', 'headers', 'body', 'bodyFile', 'versions'],
+  timeoutSeconds: DEFAULTS.timeoutSeconds,
+  read: (c, o, path, base) => ({ ...base, task: 'load', ...readLoad(c, o, path) }),
+  secrets: (spec, ctx) => ({ values: ctx.pinToken !== null ? [ctx.pinToken] : [], templates: Object.values(spec.headers) }),
   async run(spec, ctx) {
     const base = spec.url ?? ctx.proxyUrl;
     if (base === null) {
@@ -176,4 +186,55 @@ async function requestBody(spec: LoadTaskSpec): Promise<string | Buffer | null> 
 
 function round(x: number): number {
   return Math.round(x * 100) / 100;
+}
+
+// ---------------------------------------------------------------- reading the spec
+
+function readLoad(c: TaskReadContext, o: Obj, path: string): TaskFields<LoadTaskSpec> {
+  const { p } = c;
+  const url = o.url == null ? null : readUrl(p, o.url, join(path, 'url'), false);
+  const versions = readVersionList(c, o.versions, join(path, 'versions'));
+  const qpsPath = join(path, 'qps');
+  let qps = 1;
+  if (o.qps == null) p.add(qpsPath, `required: requests per second${versions.length > 0 ? ' for each listed version' : ''}, > 0 and <= ${MAX_QPS}`);
+  else qps = readPositive(p, o.qps, qpsPath, 1, MAX_QPS);
+  if (!p.has(qpsPath) && qps * Math.max(versions.length, 1) > MAX_QPS) {
+    p.add(qpsPath, `qps applies to each of the ${versions.length} versions: ${qps * versions.length} in total exceeds ${MAX_QPS}`);
+  }
+  let durationSeconds: number | null = null;
+  let requests: number | null = null;
+  if (o.durationSeconds != null) durationSeconds = readPositive(p, o.durationSeconds, join(path, 'durationSeconds'), 1, MAX_TASK_SECONDS);
+  if (o.requests != null) requests = readInt(p, o.requests, join(path, 'requests'), 1, 1, Number.MAX_SAFE_INTEGER);
+  if ((o.durationSeconds == null) === (o.requests == null)) {
+    p.add(path, 'needs exactly one of durationSeconds and requests (how long, or how many requests)');
+  }
+  const methodPath = join(path, 'method');
+  let method: string = DEFAULTS.method;
+  if (o.method != null) {
+    if (typeof o.method === 'string' && METHOD.test(o.method.toUpperCase())) method = o.method.toUpperCase();
+    else expected(p, methodPath, 'an HTTP method such as GET or POST', o.method, null);
+  }
+  const body = readOptText(p, o.body, join(path, 'body'), 'the request body as a string');
+  const bodyFile = readOptText(p, o.bodyFile, join(path, 'bodyFile'), 'the path of a file holding the request body');
+  if (o.body != null && o.bodyFile != null) p.add(join(path, 'bodyFile'), 'set body or bodyFile, not both');
+  if ((o.body != null || o.bodyFile != null) && (method === 'GET' || method === 'HEAD')) {
+    p.add(join(path, o.body != null ? 'body' : 'bodyFile'), `a ${method} request carries no body (the proxy does not forward one): set method, e.g. POST`);
+  }
+  const headers = readHeaders(c, o.headers, join(path, 'headers'));
+  if (versions.length > 0 && Object.keys(headers).some((h) => h.toLowerCase() === 'x-sluice-pin')) {
+    p.add(join(path, 'headers'), 'x-sluice-pin is set by Sluice for the listed versions');
+  }
+  return {
+    url,
+    path: readPath(p, o.path, join(path, 'path'), DEFAULTS.path),
+    qps,
+    durationSeconds,
+    requests,
+    concurrency: readInt(p, o.concurrency, join(path, 'concurrency'), DEFAULTS.concurrency, 1, MAX_CONCURRENCY),
+    method,
+    headers,
+    body,
+    bodyFile,
+    versions,
+  };
 }

@@ -4,12 +4,22 @@
  * which Slack incoming webhooks and most chat bridges accept).
  */
 import { SluiceError } from '../../common/errors.js';
+import type { Obj } from '../../common/validation.js';
+import { join, readEnum } from '../../common/validation.js';
 import type { NotifyTaskSpec } from '../spec-types.js';
 import { bodyHint, httpCall, parseRenderedUrl, renderTask, withAgent } from './common.js';
 import { experimentSummary, taskTemplateVars, versionLines, type ExperimentSummary } from './summary.js';
-import type { TaskImpl } from './types.js';
+import { readHeaders, readUrlTemplate } from './fields.js';
+import type { TaskFields, TaskImpl, TaskReadContext } from './types.js';
+
+/** The kind's defaults (docs/tasks.md). */
+const DEFAULTS = { timeoutSeconds: 10, format: 'json' } as const;
 
 export const notifyTask: TaskImpl<NotifyTaskSpec> = {
+  keys: ['url', 'format', 'headers'],
+  timeoutSeconds: DEFAULTS.timeoutSeconds,
+  read: (c, o, path, base) => ({ ...base, task: 'notify', ...readNotify(c, o, path) }),
+  secrets: (spec) => ({ values: [], templates: [spec.url, ...Object.values(spec.headers)] }),
   async run(spec, ctx) {
     const vars = taskTemplateVars(ctx.doc, ctx.status);
     const url = renderTask(spec.url, vars, ctx.env, 'url');
@@ -72,4 +82,19 @@ function escape(t: string): string {
 
 function clip(t: string, max: number): string {
   return t.length <= max ? t : `${t.slice(0, max - 1)}…`;
+}
+
+// ---------------------------------------------------------------- reading the spec
+
+function readNotify(c: TaskReadContext, o: Obj, path: string): TaskFields<NotifyTaskSpec> {
+  const { p } = c;
+  const urlPath = join(path, 'url');
+  let url = '';
+  if (o.url == null) p.add(urlPath, 'required: the URL to POST the summary to (may use {{env.NAME}} for a secret webhook)');
+  else url = readUrlTemplate(c, o.url, urlPath) ?? '';
+  return {
+    url,
+    format: readEnum(p, o.format, join(path, 'format'), ['json', 'slack'] as const, DEFAULTS.format),
+    headers: readHeaders(c, o.headers, join(path, 'headers')),
+  };
 }

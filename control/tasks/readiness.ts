@@ -8,9 +8,12 @@
 import type { Agent } from 'undici';
 import { request } from 'undici';
 import { SluiceError } from '../../common/errors.js';
+import type { Obj } from '../../common/validation.js';
+import { expected, isObj, join } from '../../common/validation.js';
 import type { ReadinessTaskSpec } from '../spec-types.js';
 import { sleep, stopError, TaskError, transportReason, withAgent } from './common.js';
-import type { TaskImpl } from './types.js';
+import { readPath, readSeconds, readUrl } from './fields.js';
+import type { TaskFields, TaskImpl, TaskReadContext } from './types.js';
 
 /** One attempt never waits longer than this (or the interval, when that is longer). */
 const ATTEMPT_TIMEOUT_MS = 5_000;
@@ -25,7 +28,14 @@ interface Probe {
   ready: boolean;
 }
 
+/** The kind's defaults (docs/tasks.md). */
+const DEFAULTS = { timeoutSeconds: 60, path: '/', intervalSeconds: 1 } as const;
+
 export const readinessTask: TaskImpl<ReadinessTaskSpec> = {
+  keys: ['urls', 'path', 'intervalSeconds'],
+  timeoutSeconds: DEFAULTS.timeoutSeconds,
+  read: (c, o, path, base) => ({ ...base, task: 'readiness', ...readReadiness(c, o, path) }),
+  secrets: () => ({ values: [], templates: [] }),
   async run(spec, ctx) {
     const probes = ctx.doc.spec.versions.map(({ name }) => ({ version: name, url: healthUrl(spec, name, ctx.versionUrls), attempts: 0, status: null, error: null, ready: false }) satisfies Probe);
     const intervalMs = spec.intervalSeconds * 1000;
@@ -78,4 +88,28 @@ async function attempt(p: Probe, agent: Agent, signal: AbortSignal, timeoutMs: n
 
 function output(probes: readonly Probe[]): Record<string, unknown> {
   return { versions: Object.fromEntries(probes.map((p) => [p.version, { ready: p.ready, status: p.status, attempts: p.attempts }])) };
+}
+
+// ---------------------------------------------------------------- reading the spec
+
+function readReadiness(c: TaskReadContext, o: Obj, path: string): TaskFields<ReadinessTaskSpec> {
+  const { p } = c;
+  const urls: Record<string, string> = {};
+  const urlsPath = join(path, 'urls');
+  if (o.urls != null) {
+    if (!isObj(o.urls)) expected(p, urlsPath, 'a mapping of version name to health URL', o.urls, null);
+    else {
+      for (const [v, u] of Object.entries(o.urls)) {
+        const at = join(urlsPath, v);
+        if (!c.versions.includes(v)) p.add(at, `unknown version (the experiment's versions: ${c.versions.join(', ')})`);
+        const url = readUrl(p, u, at, true);
+        if (url !== null) urls[v] = url;
+      }
+    }
+  }
+  return {
+    urls,
+    path: readPath(p, o.path, join(path, 'path'), DEFAULTS.path),
+    intervalSeconds: readSeconds(p, o.intervalSeconds, join(path, 'intervalSeconds'), DEFAULTS.intervalSeconds),
+  };
 }
