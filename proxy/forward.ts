@@ -15,7 +15,6 @@ import type { Dispatcher } from 'undici';
 import { SluiceError } from '../common/errors.js';
 import type { Exposure } from './exposures.js';
 import { clientResponseHeaders } from './headers.js';
-import type { MirrorPlan } from './mirror.js';
 import type { Version } from './routing-table.js';
 import { CLIENT_INVALID_REQUEST, STATUS_CLIENT_CLOSED, type GenerationCounts } from './stats.js';
 import { classifyUpstreamError, isConnectionLoss, upstreamErrorBody } from './upstream-errors.js';
@@ -97,6 +96,12 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   /** Buffer budget this request holds, and its slot on the pool's gate (slow-clients.ts). */
   hold: BufferHold | null = null;
   gate: PoolGate | null = null;
+  /**
+   * The handler undici is given, on the first attempt and on a retry: this
+   * one, or a decorator that passes every callback on to it (a compared
+   * mirror's, mirror.ts compareWith).
+   */
+  front: Dispatcher.DispatchHandler = this;
 
   constructor(
     readonly req: IncomingMessage,
@@ -105,18 +110,21 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     readonly version: Version,
     readonly startMs: number,
     readonly settings: ForwardSettings,
-    /** Set when this request is mirrored: compared shadows need the primary's status and body. */
-    readonly mirrors: MirrorPlan | null,
   ) {
     (res as TrackedResponse)[kHandler] = this;
     res.on('close', onClientClose);
+  }
+
+  /** The request has its answer (or its error) and counts: nothing more comes of it. */
+  get finished(): boolean {
+    return this.#finished;
   }
 
   /** Sends the request upstream; `opts` is kept for one retry. */
   start(pool: Dispatcher, opts: Dispatcher.DispatchOptions): void {
     this.#opts = opts;
     try {
-      pool.dispatch(opts, this);
+      pool.dispatch(opts, this.front);
     } catch (err) {
       this.onError(err as Error);
     }
@@ -153,7 +161,6 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
         this.counts?.recordReward(this.version.index, reward, conversion);
       } else this.version.stats.rejectReward();
     }
-    if (this.mirrors !== null) for (const c of this.mirrors.comparisons) c?.primaryHeaders(status);
     if (this.settings.draining) this.res.shouldKeepAlive = false;
     // A 204 MUST NOT carry Content-Length (RFC 9110 §8.6); a 304's may stay: it describes the representation.
     if (status === 204) withoutContentLength(headers);
@@ -174,7 +181,6 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
 
   onData(chunk: Buffer): boolean {
     if (this.#finished) return false;
-    if (this.mirrors !== null) for (const c of this.mirrors.comparisons) c?.primaryData(chunk);
     if (this.res.write(chunk)) return true;
     // The client is slower than the upstream: keep reading into memory (bounded) so the connection is freed sooner.
     if (this.settings.slow.absorb(this.res, this)) return true;
@@ -185,7 +191,6 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   onComplete(): void {
     if (this.#finished) return;
     this.res.end();
-    if (this.mirrors !== null) for (const c of this.mirrors.comparisons) c?.primaryEnd();
     this.#finish(this.status, false);
   }
 
@@ -204,7 +209,6 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     if (this.#mayRetry(err)) return;
     stats.recordUpstreamError(f.reasonIndex);
     this.settings.onUpstreamError(err, this.route, name, f.reason);
-    if (this.mirrors !== null) for (const c of this.mirrors.comparisons) c?.primaryFailed();
     const res = this.res;
     if (res.headersSent) {
       // Too late for a status: cut the connection so the client sees a broken response, not a short one.
@@ -228,7 +232,6 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     // this request as done (not count a 502 and an upstream error on top of the 499).
     this.#finish(STATUS_CLIENT_CLOSED, false);
     this.#abortUpstream?.();
-    if (this.mirrors !== null) for (const c of this.mirrors.comparisons) c?.primaryFailed();
   }
 
   /**
@@ -258,7 +261,6 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   #clientError(err: Error): void {
     this.#finished = true;
     this.version.stats.recordClientError(CLIENT_INVALID_REQUEST);
-    if (this.mirrors !== null) for (const c of this.mirrors.comparisons) c?.primaryFailed();
     this.status = 400;
     const body = JSON.stringify(new SluiceError('SLUICE_REQUEST_UNFORWARDABLE', `the request cannot be forwarded as sent: ${err.message}`).toJSON());
     const res = this.res;

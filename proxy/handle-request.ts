@@ -12,7 +12,7 @@ import { ForwardHandler, type ForwardSettings } from './forward.js';
 import { upstreamRequestHeaders } from './headers.js';
 import { getCookie } from './match.js';
 import type { Exposure } from './exposures.js';
-import { fireShadows, planMirrors, type BodyTee } from './mirror.js';
+import { compareWith, fireShadows, planMirrors, type BodyTee } from './mirror.js';
 import { normalisePath } from './path.js';
 import type { RouteState, RoutingTable, Version } from './routing-table.js';
 import type { BufferHold } from './slow-clients.js';
@@ -221,7 +221,8 @@ function forward(
   const method = req.method!;
   const streamed = keepBody && body === null;
   const mirrors = state.route.mirrors.length === 0 ? null : planMirrors(state.route.mirrors, req, method, url, streamed);
-  const handler = new ForwardHandler(req, res, state.route.name, version, startMs, settings, mirrors);
+  const handler = new ForwardHandler(req, res, state.route.name, version, startMs, settings);
+  if (mirrors !== null) compareWith(handler, mirrors);
   handler.gate = gate;
   handler.hold = hold;
   handler.bucket = bucketOf(picked);

@@ -73,10 +73,71 @@ export class MirrorComparison {
   }
 
   #count(outcome: number, compared: boolean): void {
-    const stats = this.mirror.version.stats;
-    stats.mirror[outcome]! += 1;
-    if (compared) stats.mirrorCompared++;
+    this.mirror.version.stats.recordMirror(outcome, compared);
   }
+}
+
+/** The forward handler's part this module needs: whether its request has ended, and where undici is pointed. */
+interface Primary extends Dispatcher.DispatchHandler {
+  readonly finished: boolean;
+  front: Dispatcher.DispatchHandler;
+}
+
+/**
+ * A decorator around the primary's forward handler (undici's
+ * decorator-handler pattern): it feeds the primary's status and body to the
+ * comparisons, then passes each callback on unchanged. Only requests with a
+ * compared mirror get one; the rest reach the forward handler directly.
+ */
+class ComparingHandler implements Dispatcher.DispatchHandler {
+  #settled = false;
+
+  constructor(
+    private readonly primary: Primary,
+    private readonly comparisons: readonly MirrorComparison[],
+  ) {}
+
+  onConnect(abort: (err?: Error) => void): void {
+    this.primary.onConnect!(abort);
+  }
+
+  onHeaders(status: number, rawHeaders: Buffer[], resume: () => void, statusText: string): boolean {
+    if (status >= 200 && !this.#settled) for (const c of this.comparisons) c.primaryHeaders(status);
+    const more = this.primary.onHeaders!(status, rawHeaders, resume, statusText);
+    // A 204 or 304 ends at its headers: the primary completed itself.
+    if ((status === 204 || status === 304) && this.primary.finished) this.#end();
+    return more;
+  }
+
+  onData(chunk: Buffer): boolean {
+    if (!this.#settled) for (const c of this.comparisons) c.primaryData(chunk);
+    return this.primary.onData!(chunk);
+  }
+
+  onComplete(trailers: string[] | null): void {
+    if (!this.primary.finished) this.#end();
+    this.primary.onComplete!(trailers);
+  }
+
+  onError(err: Error): void {
+    this.primary.onError!(err);
+    // Not finished: the primary retried, through this handler again.
+    if (this.primary.finished && !this.#settled) {
+      this.#settled = true;
+      for (const c of this.comparisons) c.primaryFailed();
+    }
+  }
+
+  #end(): void {
+    if (this.#settled) return;
+    this.#settled = true;
+    for (const c of this.comparisons) c.primaryEnd();
+  }
+}
+
+/** Puts the plan's comparisons in front of the primary's handler, when the plan compares at all. */
+export function compareWith(primary: Primary, plan: MirrorPlan): void {
+  if (plan.compared.length > 0) primary.front = new ComparingHandler(primary, plan.compared);
 }
 
 class ShadowHandler implements Dispatcher.DispatchHandler {
@@ -114,7 +175,7 @@ class ShadowHandler implements Dispatcher.DispatchHandler {
   onComplete(): void {
     if (this.#end()) return;
     if (this.comparison !== null) this.comparison.shadowEnd(this.#status, this.#hash!.digest('hex'));
-    else this.mirror.version.stats.mirror[MIRROR_OK]! += 1;
+    else this.mirror.version.stats.recordMirror(MIRROR_OK);
   }
 
   onError(): void {
@@ -130,7 +191,7 @@ class ShadowHandler implements Dispatcher.DispatchHandler {
 
   #count(): void {
     if (this.comparison !== null) this.comparison.shadowFailed();
-    else this.mirror.version.stats.mirror[MIRROR_ERROR]! += 1;
+    else this.mirror.version.stats.recordMirror(MIRROR_ERROR);
   }
 
   /** True when this exchange had already ended. */
@@ -175,13 +236,15 @@ export function sendShadow(
 }
 
 export function countDropped(mirror: Mirror): void {
-  mirror.version.stats.mirror[MIRROR_DROPPED]! += 1;
+  mirror.version.stats.recordMirror(MIRROR_DROPPED);
 }
 
 /** The shadow copies one request will get; made only when some mirror fires. */
 export interface MirrorPlan {
   readonly mirrors: Mirror[];
   readonly comparisons: Array<MirrorComparison | null>;
+  /** The non-null `comparisons`: what the primary's handler feeds (compareWith). */
+  readonly compared: MirrorComparison[];
   /** When the request has a body: the stream the primary reads instead of the request. */
   readonly tee: BodyTee | null;
 }
@@ -191,7 +254,7 @@ export interface MirrorPlan {
  * allocation) when none does, which is the common case.
  */
 export function planMirrors(all: readonly Mirror[], req: IncomingMessage, method: string, path: string, hasBody: boolean): MirrorPlan | null {
-  let plan: { mirrors: Mirror[]; comparisons: Array<MirrorComparison | null>; tee: BodyTee | null } | null = null;
+  let plan: { mirrors: Mirror[]; comparisons: Array<MirrorComparison | null>; compared: MirrorComparison[]; tee: BodyTee | null } | null = null;
   for (let i = 0; i < all.length; i++) {
     const m = all[i]!;
     if (!m.methods.has(method) || Math.random() * 100 >= m.percent) continue;
@@ -199,9 +262,11 @@ export function planMirrors(all: readonly Mirror[], req: IncomingMessage, method
       countDropped(m);
       continue;
     }
-    plan ??= { mirrors: [], comparisons: [], tee: null };
+    plan ??= { mirrors: [], comparisons: [], compared: [], tee: null };
     plan.mirrors.push(m);
-    plan.comparisons.push(m.compare ? new MirrorComparison(m) : null);
+    const c = m.compare ? new MirrorComparison(m) : null;
+    plan.comparisons.push(c);
+    if (c !== null) plan.compared.push(c);
   }
   if (plan !== null && hasBody) {
     const p = plan;

@@ -150,6 +150,12 @@ export class VersionStats {
     this.clientErrors[reason]! += 1;
   }
 
+  /** One shadow copy's outcome (MIRROR_OUTCOMES); `compared`: its answer was compared with the primary's. */
+  recordMirror(outcome: number, compared = false): void {
+    this.mirror[outcome]! += 1;
+    if (compared) this.mirrorCompared++;
+  }
+
   /** A keyed request chose this version; `bucket` is its key's user bucket (see USER_BUCKETS). */
   countKeyed(bucket: number): void {
     if (this.bucketRequests === null) this.#allocBuckets();

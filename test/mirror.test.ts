@@ -422,6 +422,46 @@ describe('mirror compare', () => {
       await shadow.close();
     }
   });
+
+  it('compares a 204 at its headers, and leaves the shadow of a failed primary uncompared', async () => {
+    const primary = await startUpstream('primary', (req, res) => {
+      if (req.url!.startsWith('/broken')) res.socket!.destroy();
+      else res.writeHead(204).end();
+    });
+    const shadow = await startUpstream('shadow', (req, res) => {
+      if (req.url!.startsWith('/broken')) res.writeHead(200, { 'content-type': 'text/plain' }).end('fine');
+      else res.writeHead(204).end();
+    });
+    const sluice = await startSluice({
+      routes: [
+        {
+          name: 'cmp',
+          versions: [
+            { name: 'primary', url: primary.url },
+            { name: 'shadow', url: shadow.url },
+          ],
+          mirror: [{ version: 'shadow', percent: 100, compare: true }],
+        },
+      ],
+    });
+    const pool = new Pool(sluice.trafficUrl, { connections: 1 });
+    try {
+      for (const path of ['/empty/0', '/broken/0', '/empty/1', '/broken/1']) {
+        const r = await pool.request({ path, method: 'GET' });
+        assert.equal(r.statusCode, path.startsWith('/broken') ? 502 : 204);
+        await r.body.text();
+      }
+      await waitFor('every shadow counted', async () => (await mirrorStats(sluice, 'cmp')).ok === 4);
+      await waitFor('no copies in flight', async () => (await mirrorInFlight(sluice, 'cmp')) === 0);
+      const s = await mirrorStats(sluice, 'cmp');
+      assert.deepEqual(s, { ok: 4, error: 0, dropped: 0, mismatch: 0, compared: 2, mismatchRate: 0 });
+    } finally {
+      await pool.close();
+      await sluice.close();
+      await primary.close();
+      await shadow.close();
+    }
+  });
 });
 
 describe('mirror requests', () => {
