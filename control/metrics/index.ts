@@ -1,16 +1,13 @@
 /**
- * The custom metrics of an experiment: the source factory (chosen by
- * `source:`), reading every metric × version of an iteration, the one-shot
- * run behind `sluice metrics test`, and the apply-time jq check.
+ * The custom metrics of an experiment: reading one by its source (sources.ts,
+ * chosen by `source:`), reading every metric × version of an iteration, the
+ * one-shot run behind `sluice metrics test`, and the sources' apply-time
+ * checks.
  */
 import type { ErrorDetail } from '../../common/errors.js';
 import type { ExperimentDoc, MetricSpec } from '../spec-types.js';
-import { jqCompileProblem } from './extract.js';
-import { checkRenderings } from './http-query.js';
-import { mockSource } from './mock-source.js';
-import { prometheusSource } from './prometheus-source.js';
 import { failedReading } from './reading.js';
-import { restSource } from './rest-source.js';
+import { metricSource } from './sources.js';
 import type { MetricQueryResult, MetricReading, QueryContext } from './types.js';
 
 export type { MetricQueryResult, MetricReading, QueryContext } from './types.js';
@@ -21,14 +18,7 @@ export const MAX_CONCURRENT_QUERIES = 8;
 /** One metric of one version, by the spec's source. Never rejects. */
 export async function readMetric(spec: MetricSpec, ctx: QueryContext): Promise<MetricQueryResult> {
   try {
-    switch (spec.source) {
-      case 'mock':
-        return await mockSource.read(spec, ctx);
-      case 'rest':
-        return await restSource.read(spec, ctx);
-      case 'prometheus':
-        return await prometheusSource.read(spec, ctx);
-    }
+    return await metricSource(spec.source).query(spec, ctx);
   } catch (err) {
     // The sources turn their failures into readings; this is for the unforeseen.
     return { reading: failedReading(err, []), request: null, response: null };
@@ -67,22 +57,15 @@ export function testMetrics(
 }
 
 /**
- * Compiles every jq expression (apply-time validation; a JSONPath is checked
- * when the spec is read). Problems are at `spec.metrics[i].jq`.
+ * The apply-time checks of every metric's source (rest: every jq expression
+ * compiles; a JSONPath is checked when the spec is read). Problems are at
+ * `spec.metrics[i].<field>`.
  */
 export async function checkMetricQueries(doc: ExperimentDoc): Promise<ErrorDetail[]> {
   const out: ErrorDetail[] = [];
   for (const [i, m] of doc.spec.metrics.entries()) {
-    if (m.source !== 'rest' || m.jq === null) continue;
-    const known = { route: doc.spec.route, experiment: doc.name, intervalSeconds: doc.spec.duration.intervalSeconds };
-    const versions = doc.spec.versions.map((v) => v.name);
-    const problems = new Set<string>();
-    for (const expr of checkRenderings(m.jq, versions, m.params, known)) {
-      // Only a compile error is the spec's fault; jq itself failing to load shows up in every reading instead.
-      const problem = await jqCompileProblem(expr).catch(() => null);
-      if (problem !== null) problems.add(problem);
-    }
-    for (const problem of problems) out.push({ path: `spec.metrics[${i}].jq`, message: `jq does not compile: ${problem}` });
+    const source = metricSource(m.source);
+    if (source.check !== undefined) out.push(...(await source.check(m, doc, `spec.metrics[${i}]`)));
   }
   return out;
 }

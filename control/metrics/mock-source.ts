@@ -18,12 +18,21 @@
  * does. The same inputs always give the same reading.
  */
 import { seededRandom } from '../../common/random.js';
-import type { MockMetricSpec } from '../spec-types.js';
+import type { Problems } from '../../common/validation.js';
+import { expected, join, mapping } from '../../common/validation.js';
+import type { MetricType, MockMetricSpec, MockVersionValue } from '../spec-types.js';
+import { byVersion, readPositive } from './fields.js';
 import { failedReading, metricError, okReading } from './reading.js';
 import type { MetricQueryResult, MetricReading, MetricSourceImpl, QueryContext } from './types.js';
 
+/** The source's defaults (docs/metrics.md lists the same). */
+export const MOCK_DEFAULTS = { countPerSecond: 10 } as const;
+const MAX_COUNT_PER_SECOND = 1_000_000;
+
 export const mockSource: MetricSourceImpl<MockMetricSpec> = {
-  read(spec: MockMetricSpec, ctx: QueryContext): Promise<MetricQueryResult> {
+  keys: ['values', 'countPerSecond'],
+  read: (c, o, path, base) => ({ ...base, source: 'mock', ...readMock(c.p, o, path, c.type, c.versions) }),
+  query(spec: MockMetricSpec, ctx: QueryContext): Promise<MetricQueryResult> {
     let reading: MetricReading;
     try {
       reading = mockReading(spec, ctx);
@@ -94,4 +103,51 @@ function standardNormal(random: () => number): number {
   const u = 1 - random();
   const v = random();
   return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+}
+
+// ---------------------------------------------------------------- reading the spec
+
+function readMock(
+  p: Problems,
+  o: Record<string, unknown>,
+  path: string,
+  type: MetricType | null,
+  versions: readonly string[],
+): Pick<MockMetricSpec, 'values' | 'countPerSecond'> {
+  const countPerSecond = readPositive(p, o.countPerSecond, join(path, 'countPerSecond'), MOCK_DEFAULTS.countPerSecond, MAX_COUNT_PER_SECOND);
+  const valuesPath = join(path, 'values');
+  if (o.values == null) {
+    p.add(valuesPath, `required: a value per version, e.g. { ${versions.map((n) => `${n}: { mean: 0.05 }`).join(', ') || 'v1: { mean: 0.05 }'} }`);
+    return { values: {}, countPerSecond };
+  }
+  const raw = byVersion(p, o.values, valuesPath, versions, 'a mapping of version name to { mean, stdDev? }');
+  if (!raw) return { values: {}, countPerSecond };
+  const values: Record<string, MockVersionValue> = {};
+  for (const version of versions) {
+    const at = join(valuesPath, version);
+    if (raw[version] == null) p.add(at, 'required: every version of the experiment needs a value ({ mean: x })');
+    else values[version] = readMockValue(p, raw[version], at, type);
+  }
+  return { values, countPerSecond };
+}
+
+/** `{ mean, stdDev? }`, or a bare number as shorthand for `{ mean }`. */
+function readMockValue(p: Problems, v: unknown, path: string, type: MetricType | null): MockVersionValue {
+  const o = typeof v === 'number' ? { mean: v } : mapping(p, v, path, ['mean', 'stdDev']);
+  if (!o) return { mean: 0, stdDev: null };
+  const meanPath = typeof v === 'number' ? path : join(path, 'mean');
+  let mean = 0;
+  if (o.mean == null) p.add(meanPath, 'required: the true value the readings converge to');
+  else if (typeof o.mean !== 'number' || !Number.isFinite(o.mean)) expected(p, meanPath, 'a finite number', o.mean, null);
+  else if (type === 'rate' && (o.mean < 0 || o.mean > 1)) p.add(meanPath, `a rate's mean is within 0..1 (0.05 = 5%), got ${o.mean}`);
+  else if (type === 'count' && o.mean < 0) p.add(meanPath, `a count's mean is events per second, >= 0, got ${o.mean}`);
+  else mean = o.mean;
+  let stdDev: number | null = null;
+  if (o.stdDev != null) {
+    const at = join(path, 'stdDev');
+    if (type !== null && type !== 'mean') p.add(at, `stdDev applies to type: mean only (a ${type}'s noise follows from its mean and count)`);
+    else if (typeof o.stdDev !== 'number' || !Number.isFinite(o.stdDev) || o.stdDev <= 0) expected(p, at, 'a number > 0', o.stdDev, null);
+    else stdDev = o.stdDev;
+  }
+  return { mean, stdDev };
 }

@@ -4,7 +4,10 @@
  * fixed. The query must come back as one number: a scalar, or a vector with
  * exactly one sample (aggregate with sum/sum by to get there).
  */
+import type { Problems } from '../../common/validation.js';
+import { join } from '../../common/validation.js';
 import type { PrometheusMetricSpec } from '../spec-types.js';
+import { HTTP_KEYS, readHttp, readTemplate } from './fields.js';
 import { answerExcerpt, buildQuery, type HttpAnswer, type HttpQuery, parseJson, renderTemplate, requestLabel, requireOk, send } from './http-query.js';
 import type { Json } from './jsonpath.js';
 import { describeValue, failedReading, metricError, okReading, toNumber } from './reading.js';
@@ -12,7 +15,9 @@ import { secretsOf } from './template.js';
 import type { MetricQueryResult, MetricSourceImpl, QueryContext } from './types.js';
 
 export const prometheusSource: MetricSourceImpl<PrometheusMetricSpec> = {
-  async read(spec: PrometheusMetricSpec, ctx: QueryContext): Promise<MetricQueryResult> {
+  keys: [...HTTP_KEYS, 'query'],
+  read: (c, o, path, base) => ({ ...base, source: 'prometheus', ...readPrometheus(c.p, o, path, c.versions) }),
+  async query(spec: PrometheusMetricSpec, ctx: QueryContext): Promise<MetricQueryResult> {
     let q: HttpQuery;
     let query: string;
     try {
@@ -101,4 +106,23 @@ function sampleValue(pair: Json, query: string): number {
 
 function isJsonObject(text: string): boolean {
   return /^\s*\{/.test(text);
+}
+
+// ---------------------------------------------------------------- reading the spec
+
+function readPrometheus(
+  p: Problems,
+  o: Record<string, unknown>,
+  path: string,
+  versions: readonly string[],
+): Omit<PrometheusMetricSpec, 'name' | 'type' | 'source' | 'sampleSize' | 'stdDev'> {
+  const http = readHttp(p, o, path, versions);
+  // The API path is appended to it: a query or fragment would swallow it.
+  if (/[?#]/.test(http.url)) p.add(join(path, 'url'), 'Prometheus\' base URL must not have a query or fragment (/api/v1/query is appended to it)');
+  const queryPath = join(path, 'query');
+  let query = '';
+  if (o.query == null) p.add(queryPath, 'required: the PromQL query, e.g. sum(rate(sluice_requests_total{version="{{version}}"}[{{interval}}]))');
+  else query = readTemplate(p, o.query, queryPath, http.params, versions) ?? '';
+  if (o.query != null && typeof o.query === 'string' && o.query.trim() === '') p.add(queryPath, 'must not be empty');
+  return { ...http, query };
 }

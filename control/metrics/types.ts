@@ -1,11 +1,14 @@
 /**
  * Custom metric sources: one interface, one file per source (mock-source.ts,
- * rest-source.ts, prometheus-source.ts). The scheduler reads every custom
+ * rest-source.ts, prometheus-source.ts), each registered by one line in
+ * sources.ts; a source owns its keys, its reader, its checks and its query.
+ * The scheduler reads every custom
  * metric for every version once per iteration (index.ts) and hands the
  * readings to the pure analysis, which turns them into posteriors.
  */
-import type { MetricErrorCode } from '../../common/errors.js';
-import type { MetricSpec } from '../spec-types.js';
+import type { ErrorDetail, MetricErrorCode } from '../../common/errors.js';
+import type { Obj, Problems } from '../../common/validation.js';
+import type { ExperimentDoc, MetricSpec, MetricType } from '../spec-types.js';
 
 /** One metric of one version at one iteration. */
 export interface MetricReading {
@@ -50,6 +53,25 @@ export interface MetricQueryResult {
   readonly response: string | null;
 }
 
+/** The fields every source shares (read by metrics/validate.ts before the source's own). */
+export type MetricBase = Pick<MetricSpec, 'name' | 'type' | 'sampleSize' | 'stdDev'>;
+
+/** What a source's reader sees besides the raw mapping. */
+export interface MetricReadContext {
+  readonly p: Problems;
+  readonly versions: readonly string[];
+  /** The metric's type as written; null when missing or not a type (then `mean` stands in, and no type-specific rule applies). */
+  readonly type: MetricType | null;
+}
+
+/** One metric source, registered by one line in sources.ts. */
 export interface MetricSourceImpl<S extends MetricSpec> {
-  read(spec: S, ctx: QueryContext): Promise<MetricQueryResult>;
+  /** The keys of the source's own fields (besides name, type, source, sampleSize, stdDev). */
+  readonly keys: readonly string[];
+  /** Reads the source's fields of `o` (a mapping whose keys are checked) into a spec; every problem goes to `c.p` by path. */
+  read(c: MetricReadContext, o: Obj, path: string, base: MetricBase): S;
+  /** Checks that need more than the synchronous reader (apply time), for the metric at `path` (spec.metrics[i]). */
+  check?(spec: S, doc: ExperimentDoc, path: string): Promise<ErrorDetail[]>;
+  /** One metric of one version. */
+  query(spec: S, ctx: QueryContext): Promise<MetricQueryResult>;
 }
