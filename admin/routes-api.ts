@@ -1,13 +1,51 @@
 /**
- * Admin endpoints over the data plane: routes, weights and per-version stats.
+ * Admin endpoints over routes: routes, weights and per-version stats
+ * (docs/contract.md). One implementation for every mode, against a
+ * RoutesPort: the in-process proxy's (`proxyRoutes`, below) or the Redis-mode
+ * control plane's (control-routes-api.ts), which has no proxy in its process.
  */
 import type { FastifyInstance } from 'fastify';
+import { SluiceError } from '../common/errors.js';
 import type { ProxyServer } from '../proxy/proxy-server.js';
 import type { RouteState } from '../proxy/routing-table.js';
 import { LatencySketch } from '../proxy/sketch.js';
 import type { VersionSnapshot } from '../proxy/stats.js';
 
-export function describeRoute(s: RouteState) {
+/**
+ * A route as `GET /routes/NAME` answers it: the contract's fields, then
+ * what a process that holds the route's config adds (`match`, `sticky`,
+ * `rules`, `mirror`; the control plane in Redis mode holds none).
+ */
+export interface RouteDescription {
+  readonly name: string;
+  readonly generation: number;
+  readonly weights: Readonly<Record<string, number>>;
+  /** `url` includes the version's base path. */
+  readonly versions: ReadonlyArray<{ readonly name: string; readonly url: string }>;
+  readonly [detail: string]: unknown;
+}
+
+/** One route's counters for `/stats`. */
+export interface RouteCounters {
+  readonly route: string;
+  readonly versions: Readonly<Record<string, VersionSnapshot>>;
+  /** Redis mode: the replicas whose counts are summed. */
+  readonly replicas?: readonly string[];
+}
+
+/** What the routes endpoints need of a mode. */
+export interface RoutesPort {
+  routes(): Promise<RouteDescription[]>;
+  /** Null when there is no such route. */
+  route(name: string): Promise<RouteDescription | null>;
+  /** Validates and applies weights for a route that exists; resolves with the route as it now is. */
+  setWeights(name: string, weights: unknown, source: string): Promise<RouteDescription>;
+  counters(): Promise<RouteCounters[]>;
+  /** Extra top-level `/stats` fields (the proxy's upstream pools). */
+  statsExtras?(): Record<string, unknown>;
+}
+
+function describeRoute(s: RouteState): RouteDescription {
   return {
     name: s.route.name,
     generation: s.generation,
@@ -17,6 +55,24 @@ export function describeRoute(s: RouteState) {
     sticky: s.route.sticky,
     rules: s.route.config.rules.length,
     mirror: s.route.mirrors.map((m) => ({ version: m.version.name, percent: m.percent, compare: m.compare, inFlight: m.gate.inFlight })),
+  };
+}
+
+/** The port over the proxy in this process (all-in-one mode, and each proxy's own admin API in Redis mode). */
+export function proxyRoutes(proxy: ProxyServer): RoutesPort {
+  return {
+    routes: async () => proxy.table.states.map(describeRoute),
+    route: async (name) => {
+      const s = proxy.table.get(name);
+      return s ? describeRoute(s) : null;
+    },
+    setWeights: async (name, weights, source) => describeRoute(proxy.setWeights(name, weights, source)),
+    counters: async () =>
+      proxy.table.states.map((st) => ({
+        route: st.route.name,
+        versions: Object.fromEntries(st.route.versions.map((v) => [v.name, v.stats.snapshot()])),
+      })),
+    statsExtras: () => ({ upstreamPools: proxy.upstreams.poolStats() }),
   };
 }
 
@@ -60,26 +116,32 @@ function round(x: number): number {
   return Math.round(x * 1000) / 1000;
 }
 
-/** `guard` may refuse a hand-made weight change (an experiment owns the route's weights). */
-export function registerRoutesApi(app: FastifyInstance, proxy: ProxyServer, guard?: (route: string) => Promise<void>): void {
-  app.get('/routes', async () => ({ routes: proxy.table.states.map(describeRoute) }));
-  app.get<{ Params: { name: string } }>('/routes/:name', async (request) => describeRoute(proxy.route(request.params.name)));
+/** `guard` may refuse a hand-made weight change (an experiment owns the route's weights; a Redis-mode proxy owns none). */
+export function registerRoutesApi(app: FastifyInstance, port: RoutesPort, guard?: (route: string) => Promise<void>): void {
+  const describe = async (name: string) => {
+    const route = await port.route(name);
+    if (route === null) throw new SluiceError('SLUICE_UNKNOWN_ROUTE', `no route named "${name}"`);
+    return route;
+  };
+  app.get('/routes', async () => ({ routes: await port.routes() }));
+  app.get<{ Params: { name: string } }>('/routes/:name', async (request) => describe(request.params.name));
   app.put<{ Params: { name: string }; Body: unknown }>('/routes/:name/weights', async (request) => {
+    const name = request.params.name;
+    await describe(name);
+    await guard?.(name);
     const body = request.body as Record<string, unknown> | null;
     // Both `{ "v1": 90, "v2": 10 }` and `{ "weights": { … } }` are accepted.
     const weights = body !== null && typeof body === 'object' && typeof body.weights === 'object' ? body.weights : body;
-    proxy.route(request.params.name);
-    await guard?.(request.params.name);
-    return describeRoute(proxy.setWeights(request.params.name, weights, 'admin-api'));
+    return port.setWeights(name, weights, 'admin-api');
   });
   app.get<{ Querystring: { full?: string } }>('/stats', async (request) => {
     const full = request.query.full === '1' || request.query.full === 'true';
-    const routes: Record<string, { versions: Record<string, ReturnType<typeof describeVersionStats>> }> = {};
-    for (const st of proxy.table.states) {
+    const routes: Record<string, { versions: Record<string, ReturnType<typeof describeVersionStats>>; replicas?: readonly string[] }> = {};
+    for (const c of await port.counters()) {
       const versions: Record<string, ReturnType<typeof describeVersionStats>> = {};
-      for (const v of st.route.versions) versions[v.name] = describeVersionStats(v.stats.snapshot(), full);
-      routes[st.route.name] = { versions };
+      for (const [v, snap] of Object.entries(c.versions)) versions[v] = describeVersionStats(snap, full);
+      routes[c.route] = c.replicas === undefined ? { versions } : { versions, replicas: c.replicas };
     }
-    return { routes, upstreamPools: proxy.upstreams.poolStats() };
+    return { routes, ...port.statsExtras?.() };
   });
 }

@@ -9,13 +9,11 @@
  * `sluice start --redis` runs both in one process.
  */
 import { hostname } from 'node:os';
-import type { AddressInfo } from 'node:net';
-import type { FastifyInstance } from 'fastify';
 import type { Redis } from 'ioredis';
 import { createAdminServer } from '../admin/admin-server.js';
-import { registerControlRoutesApi } from '../admin/control-routes-api.js';
+import { redisRoutes } from '../admin/control-routes-api.js';
 import { registerExperimentsApi } from '../admin/experiments-api.js';
-import { registerRoutesApi } from '../admin/routes-api.js';
+import { proxyRoutes, registerRoutesApi } from '../admin/routes-api.js';
 import { SluiceError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
 import { createRedis } from '../common/redis.js';
@@ -31,7 +29,7 @@ import type { ListenAddress, SluiceConfig } from '../proxy/config-types.js';
 import { createBaseRegistry } from '../proxy/metrics.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { redisSecret, withoutSecrets } from '../control/tasks/env.js';
-import { listenOrExplain } from './run-sluice.js';
+import { listenOrExplain, urlOf } from './run-sluice.js';
 import { requireTokenBeyondLoopback } from './secrets.js';
 import { RouteSync } from '../proxy/route-sync.js';
 import { defaultReplicaId, StatsPublisher } from '../proxy/stats-publisher.js';
@@ -55,11 +53,6 @@ function connect(url: string, name: string): Redis {
   return client;
 }
 
-function urlOf(app: FastifyInstance): string {
-  const a = app.server.address() as AddressInfo;
-  return `http://${a.family === 'IPv6' ? `[${a.address}]` : a.address}:${a.port}`;
-}
-
 export interface RunningProxy extends RunningProcess {
   readonly proxy: ProxyServer;
   readonly trafficUrl: string;
@@ -78,14 +71,14 @@ export async function runProxy(config: SluiceConfig, shared: SharedOptions): Pro
   const sync = new RouteSync({ proxy, redis, subscriber, keys, log });
   // The data plane is ready whenever it can serve: traffic must not stop because the control store is away.
   const admin = createAdminServer({ token: config.admin.token, metrics: proxy.metrics, log, notReadyReason: () => (proxy.draining ? 'draining' : null) });
-  registerRoutesApi(admin, proxy, async () => {
+  registerRoutesApi(admin, proxyRoutes(proxy), async () => {
     throw new SluiceError('SLUICE_NOT_LEADER', 'in Redis mode weights are set on the control plane (sluice control, port 9902), which every proxy follows');
   });
   await listenOrExplain('traffic', config.listen, () => proxy.listen());
   await listenOrExplain('admin', config.admin.listen, () => admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port }));
   await sync.start();
   publisher.start();
-  const trafficUrl = urlOf(proxy.app).replace('0.0.0.0', '127.0.0.1');
+  const trafficUrl = urlOf(proxy.app);
   log.info({ traffic: trafficUrl, admin: urlOf(admin), replica: publisher.replicaId }, 'sluice proxy started (Redis mode)');
   return {
     proxy,
@@ -168,7 +161,7 @@ export async function runControl(opts: ControlOptions): Promise<RunningControl> 
     notReadyReason: () => (redis.status === 'ready' ? null : `store unreachable (${redis.status})`),
   });
   registerExperimentsApi(admin, scheduler, router);
-  registerControlRoutesApi(admin, router, aggregates, scheduler);
+  registerRoutesApi(admin, redisRoutes(router, aggregates), (route) => scheduler.refuseWhileActive(route));
   admin.get('/leader', async () => ({ leader: leader.isLeader, epoch: leader.epoch }));
   await listenOrExplain('control', opts.adminListen, () => admin.listen({ host: opts.adminListen.host, port: opts.adminListen.port }));
   leader.start();

@@ -7,7 +7,7 @@ import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createAdminServer } from '../admin/admin-server.js';
 import { registerExperimentsApi } from '../admin/experiments-api.js';
-import { registerRoutesApi } from '../admin/routes-api.js';
+import { proxyRoutes, registerRoutesApi } from '../admin/routes-api.js';
 import { registerExperimentMetrics } from '../control/experiment-metrics.js';
 import { InProcessAggregates, InProcessRouter } from '../control/in-process.js';
 import type { ExperimentRecord } from '../control/ports.js';
@@ -61,7 +61,7 @@ export async function runSluice(config: SluiceConfig, log: Logger, opts: RunOpti
   });
   registerExperimentMetrics(proxy.metrics, () => latest.values());
   registerExperimentsApi(admin, scheduler, router);
-  registerRoutesApi(admin, proxy, (route) => scheduler.refuseWhileActive(route));
+  registerRoutesApi(admin, proxyRoutes(proxy), (route) => scheduler.refuseWhileActive(route));
   try {
     await listenOrExplain('traffic', config.listen, () => proxy.listen());
     await listenOrExplain('admin', config.admin.listen, () => admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port }));
@@ -99,7 +99,8 @@ export async function listenOrExplain(what: string, at: { host: string; port: nu
   }
 }
 
-function urlOf(app: FastifyInstance): string {
+/** Where a listening server is reached: a listener on every IPv4 address (0.0.0.0) is reached on 127.0.0.1. */
+export function urlOf(app: FastifyInstance): string {
   const a = app.server.address() as AddressInfo;
   const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
   return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${a.port}`;

@@ -33,6 +33,13 @@ test('two proxy processes and a control process: exact totals, a failing canary 
     return leader.body?.leader === true && routes.body?.routes?.length === 1;
   }, 20_000, 100);
 
+  // One /routes shape in both modes: the control's contract fields are the proxy's.
+  await waitFor('the proxy on the seeded state', async () => (await json(admins[0]!, 'GET', '/routes/shop')).body.generation === (await json(control, 'GET', '/routes/shop')).body.generation);
+  const [fromControl, fromProxy] = [(await json(control, 'GET', '/routes/shop')).body, (await json(admins[0]!, 'GET', '/routes/shop')).body];
+  assert.deepEqual(Object.keys(fromControl), ['name', 'generation', 'weights', 'versions']);
+  const contract = ({ name, generation, weights, versions }: typeof fromControl) => ({ name, generation, weights, versions });
+  assert.deepEqual(contract(fromControl), contract(fromProxy));
+
   // A weight change through a proxy is refused: the control plane owns them in Redis mode.
   assert.equal((await json(admins[0]!, 'PUT', '/routes/shop/weights', { v1: 50, v2: 50 })).status, 409);
 
