@@ -6,7 +6,10 @@
  * `dropped`.
  *
  * With `compare`, the shadow's status and body hash are compared with the
- * primary's once both have finished; a difference counts as `mismatch`.
+ * primary's once both have finished; a difference counts as `mismatch`. The
+ * primary's side reaches the comparison through a handler wrapped around its
+ * forward handler (compareWith), so forward.ts knows nothing of mirrors.
+ * Outcomes are counted on the shadow version's VersionStats (recordMirror).
  */
 import { createHash, type Hash } from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
