@@ -1,16 +1,12 @@
 /**
- * The experiment loop. It does I/O only: read measurements (the proxies'
- * counters and the custom metric sources), call the pure `iterate`, write
- * the weights it returns, save the record, run the tasks. Each running
- * experiment has one timer; an iteration never overlaps the next.
- *
- * Tasks (docs/tasks.md): start tasks run while the experiment is Pending,
- * before its initial weights are set; loop tasks after every `every`-th
- * iteration; finish tasks once the outcome is decided, while the status
- * carries `ending` — the experiment shows its final state only after they
- * ran. `load` tasks in start and loop run in the background until they end
- * or the experiment does. Tasks run outside the per-experiment queue (API
- * calls are not held up by a long task); each run is recorded through it.
+ * The experiment loop: per experiment one timer and one queue, the state
+ * transitions (apply, pause, resume, abort, promote, delete, the end) and
+ * the tick. It does I/O only: read the proxies' counters and the custom
+ * metric sources, make the measurements (measurements.ts), call the pure
+ * `iterate` (lifecycle.ts), write the weights it returns, save the record.
+ * An iteration never overlaps the next. The start, loop and finish tasks
+ * and their lifetimes are task-phases.ts's: the loop starts a phase and
+ * lends it its queue and transitions.
  */
 import { SluiceError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
@@ -20,12 +16,11 @@ import {
 import { measurementsSince, pick, withCustom } from './measurements.js';
 import { checkMetricQueries, readAllMetrics } from './metrics/index.js';
 import type { MetricReading } from './metrics/types.js';
-import { allTo } from './next-weights.js';
 import type { AggregateSource, ExperimentRecord, ExperimentStore, TrafficRouter } from './ports.js';
-import type { ExperimentDoc, TaskSpec } from './spec-types.js';
-import type { Ending, ExperimentStatus, TaskPhase, TaskRun } from './status.js';
-import { refuseExecUnlessAllowed, runTask } from './tasks/index.js';
-import type { TaskContext } from './tasks/types.js';
+import type { ExperimentDoc } from './spec-types.js';
+import type { Ending, ExperimentStatus } from './status.js';
+import { finishTasksFor, skippedFinishTasks, TaskPhases } from './task-phases.js';
+import { refuseExecUnlessAllowed } from './tasks/index.js';
 
 export interface SchedulerOptions {
   readonly store: ExperimentStore;
@@ -53,11 +48,21 @@ export class Scheduler {
   readonly #timers = new Map<string, NodeJS.Timeout>();
   /** Serialises every change to one experiment: API calls and iterations never interleave. */
   readonly #queues = new Map<string, Promise<unknown>>();
-  /** Per experiment: aborted when it ends (or the scheduler stops), which stops its background tasks. */
-  readonly #lifetimes = new Map<string, AbortController>();
+  /** Start, loop and finish tasks, and the lifetimes that stop their background work. */
+  readonly #phases: TaskPhases;
   #stopped = false;
 
-  constructor(private readonly opts: SchedulerOptions) {}
+  constructor(private readonly opts: SchedulerOptions) {
+    this.#phases = new TaskPhases(opts, {
+      now: () => this.#nowDate(),
+      serial: <T>(name: string, fn: () => Promise<T>) => this.#serial(name, fn),
+      get: (name) => this.get(name),
+      save: (r) => this.#save(r),
+      begin: (r) => this.#begin(r),
+      end: (r, decided) => this.#end(r, decided),
+      schedule: (doc) => this.#schedule(doc),
+    });
+  }
 
   #nowDate(): Date {
     return this.opts.now?.() ?? new Date();
@@ -107,7 +112,7 @@ export class Scheduler {
       if (spec.tasks.start.length === 0) return this.#begin(record);
       const pending = { ...record, status: { ...record.status, reason: 'running start tasks' } };
       await this.#save(pending);
-      this.#background(doc.name, 'start tasks', () => this.#runStartTasks(doc.name));
+      this.#phases.startTasks(doc.name);
       return pending;
     });
   }
@@ -186,8 +191,12 @@ export class Scheduler {
     }
     await this.#save({ ...record, status });
     const due = doc.spec.tasks.loop.filter((t) => status.iteration % t.every === 0);
-    if (due.length > 0) this.#background(name, 'loop tasks', () => this.#runLoopTasks(name, due, status.iteration));
+    if (due.length > 0) this.#phases.loopTasks(name, due, status.iteration);
     else this.#schedule(doc);
+  }
+
+  #env(): Readonly<Record<string, string | undefined>> {
+    return this.opts.env ?? process.env;
   }
 
   /** The custom metrics of the iteration about to be decided (none: no request is made). */
@@ -207,141 +216,6 @@ export class Scheduler {
     });
   }
 
-  // ---------------------------------------------------------------- tasks
-
-  /** Runs work outside the experiment's queue; a failure is logged, never thrown into a timer. */
-  #background(name: string, what: string, fn: () => Promise<void>): void {
-    fn().catch((err: unknown) => this.opts.log.error({ err, experiment: name }, `${what} failed`));
-  }
-
-  #lifetime(name: string): AbortController {
-    let c = this.#lifetimes.get(name);
-    if (c === undefined || c.signal.aborted) {
-      c = new AbortController();
-      this.#lifetimes.set(name, c);
-    }
-    return c;
-  }
-
-  #endLifetime(name: string): void {
-    this.#lifetimes.get(name)?.abort();
-    this.#lifetimes.delete(name);
-  }
-
-  #env(): Readonly<Record<string, string | undefined>> {
-    return this.opts.env ?? process.env;
-  }
-
-  #taskContext(record: ExperimentRecord, status: ExperimentStatus): Omit<TaskContext, 'signal'> {
-    return {
-      doc: record.doc,
-      status,
-      versionUrls: this.opts.router.route(record.doc.spec.route)?.urls ?? {},
-      proxyUrl: this.opts.proxyUrl?.() ?? null,
-      pinToken: this.opts.pinToken ?? null,
-      env: this.#env(),
-      allowExec: this.opts.allowExec === true,
-      log: this.opts.log,
-    };
-  }
-
-  /**
-   * Runs one task and records it. `load` in start and loop phases runs in
-   * the background (recorded as running, then with its result); null is
-   * returned for it. Otherwise the finished run.
-   */
-  async #task(name: string, phase: TaskPhase, spec: TaskSpec, status: ExperimentStatus): Promise<TaskRun | null> {
-    const record = await this.get(name);
-    const ctx = { ...this.#taskContext(record, status), signal: this.#lifetime(name).signal };
-    const now = () => this.#nowDate();
-    if (spec.task === 'load' && phase !== 'finish') {
-      const running: TaskRun = {
-        phase, name: spec.name, task: spec.task, iteration: status.iteration, state: 'running',
-        startedAt: this.#now(), durationMs: null, onError: spec.onError, error: null, output: null,
-      };
-      await this.#record(name, running);
-      this.#background(name, `task ${spec.name}`, async () => {
-        const run = await runTask(phase, spec, ctx, now);
-        await this.#record(name, { ...run, iteration: status.iteration });
-        // A load stopped because the experiment ended succeeds; one that failed on its own fails the experiment.
-        if (run.state === 'failed' && spec.onError === 'fail') await this.#failActive(name, `${phase} task ${spec.name} failed: ${run.error?.code} ${run.error?.message}`);
-      });
-      return null;
-    }
-    const run = await runTask(phase, spec, ctx, now);
-    await this.#record(name, run);
-    this.opts.log[run.state === 'failed' ? 'warn' : 'info'](
-      { experiment: name, task: run.name, phase, state: run.state, durationMs: run.durationMs, error: run.error },
-      'task ran',
-    );
-    return run;
-  }
-
-  /** Saves a task run into the stored status (through the queue: never interleaves with an iteration). */
-  #record(name: string, run: TaskRun): Promise<void> {
-    return this.#serial(name, async () => {
-      const r = await this.opts.store.get(name);
-      if (r !== null) await this.#save({ ...r, status: withTaskRun(r.status, run) });
-    });
-  }
-
-  async #runStartTasks(name: string): Promise<void> {
-    const initial = await this.get(name);
-    const done = new Set(initial.status.tasks.filter((t) => t.phase === 'start' && t.state === 'succeeded').map((t) => t.name));
-    for (const spec of initial.doc.spec.tasks.start) {
-      if (done.has(spec.name)) continue; // resumed after a restart: what succeeded is not repeated
-      const current = await this.get(name);
-      if (current.status.state !== 'Pending') return; // aborted meanwhile
-      const run = await this.#task(name, 'start', spec, current.status);
-      if (run?.state === 'failed' && spec.onError === 'fail') {
-        await this.#serial(name, async () => {
-          const r = await this.get(name);
-          if (r.status.state !== 'Pending') return;
-          const reason = `start task ${spec.name} failed: ${run.error?.code} ${run.error?.message}`;
-          await this.#end(r, { ...r.status, state: 'Failed', reason, finishedAt: this.#now() });
-        });
-        return;
-      }
-    }
-    await this.#serial(name, async () => {
-      const r = await this.get(name);
-      if (r.status.state === 'Pending' && !r.status.ending) await this.#begin(r);
-    });
-  }
-
-  /** Fails an experiment that is still going (a task with onError: fail failed): traffic back to the baseline. */
-  #failActive(name: string, why: string): Promise<void> {
-    return this.#serial(name, async () => {
-      const cur = await this.get(name);
-      if (FINAL_STATES.has(cur.status.state) || cur.status.ending) return;
-      if (cur.status.state === 'Pending') {
-        // Nothing was shifted yet: the route keeps its weights.
-        await this.#end(cur, { ...cur.status, state: 'Failed', winner: null, reason: why, finishedAt: this.#now() });
-        return;
-      }
-      const baseline = cur.doc.spec.versions[0]!.name;
-      const reason = `${why}; traffic back to ${baseline}`;
-      await this.#end(cur, { ...cur.status, state: 'Failed', winner: null, reason, weights: allTo(cur.doc.spec, baseline), finishedAt: this.#now() });
-    });
-  }
-
-  async #runLoopTasks(name: string, due: readonly TaskSpec[], iteration: number): Promise<void> {
-    try {
-      for (const spec of due) {
-        const r = await this.get(name);
-        if (r.status.state !== 'Running' || r.status.ending) return;
-        const run = await this.#task(name, 'loop', spec, r.status);
-        if (run?.state === 'failed' && spec.onError === 'fail') {
-          await this.#failActive(name, `loop task ${spec.name} failed at iteration ${iteration}: ${run.error?.code} ${run.error?.message}`);
-          return;
-        }
-      }
-    } finally {
-      const r = await this.opts.store.get(name).catch(() => null);
-      if (r !== null && r.status.state === 'Running' && !r.status.ending) this.#schedule(r.doc);
-    }
-  }
-
   /**
    * An experiment reaches a final state. Without finish tasks it is saved as
    * is; with them the status keeps its state and carries `ending` until
@@ -352,7 +226,7 @@ export class Scheduler {
     // Finish tasks whose `if` does not hold are recorded as skipped: describe shows why they did not run.
     const final = skippedFinishTasks(r.doc, decided.state, decided.iteration, this.#now()).reduce(withTaskRun, decided);
     await this.#writeWeights(r, final);
-    this.#endLifetime(r.doc.name);
+    this.#phases.endLifetime(r.doc.name);
     clearTimeout(this.#timers.get(r.doc.name));
     this.#timers.delete(r.doc.name);
     const finish = finishTasksFor(r.doc, final.state);
@@ -368,36 +242,8 @@ export class Scheduler {
       status: { ...final, state: r.status.state, reason: `finishing (${final.state}): running finish tasks`, ending, finishedAt: null },
     };
     await this.#save(next);
-    this.#background(r.doc.name, 'finish tasks', () => this.#runFinishTasks(r.doc.name));
+    this.#phases.finishTasks(r.doc.name);
     return next;
-  }
-
-  async #runFinishTasks(name: string): Promise<void> {
-    const initial = await this.get(name);
-    const ending = initial.status.ending;
-    if (ending === null) return;
-    // What the tasks report on: the outcome they are finishing.
-    const outcome: ExperimentStatus = { ...initial.status, state: ending.state, reason: ending.reason, finishedAt: ending.finishedAt, ending: null };
-    const done = new Set(initial.status.tasks.filter((t) => t.phase === 'finish' && t.state !== 'running').map((t) => t.name));
-    let failure: TaskRun | null = null;
-    for (const spec of finishTasksFor(initial.doc, ending.state)) {
-      if (done.has(spec.name)) {
-        const previous = initial.status.tasks.find((t) => t.phase === 'finish' && t.name === spec.name);
-        if (previous?.state === 'failed' && spec.onError === 'fail') failure ??= previous;
-        continue;
-      }
-      const run = await this.#task(name, 'finish', spec, outcome);
-      if (run?.state === 'failed' && spec.onError === 'fail') failure ??= run;
-    }
-    await this.#serial(name, async () => {
-      const r = await this.get(name);
-      if (r.status.ending === null) return;
-      const failed = failure !== null && r.status.ending.state === 'Completed';
-      const reason = failure === null ? r.status.ending.reason : `${r.status.ending.reason}; finish task ${failure.name} failed: ${failure.error?.code} ${failure.error?.message}`;
-      const status: ExperimentStatus = { ...r.status, state: failed ? 'Failed' : r.status.ending.state, reason, finishedAt: r.status.ending.finishedAt, ending: null };
-      await this.#save({ ...r, status });
-      this.opts.log.info({ experiment: name, state: status.state, reason }, 'experiment ended');
-    });
   }
 
   pause(name: string): Promise<ExperimentRecord> {
@@ -428,7 +274,7 @@ export class Scheduler {
       const r = await this.get(name);
       // Deleting skips finish tasks: the record they would report into is going away.
       if (ACTIVE.has(r.status.state)) await this.#apply(r, { ...abort(r.doc, r.status, this.#now()), ending: null });
-      this.#endLifetime(name);
+      this.#phases.endLifetime(name);
       clearTimeout(this.#timers.get(name));
       this.#timers.delete(name);
       await this.opts.store.delete(name);
@@ -496,8 +342,8 @@ export class Scheduler {
     for (const r of await this.opts.store.list()) {
       const name = r.doc.name;
       // Tasks interrupted by a restart or a failover are run again (those that had succeeded are not).
-      if (r.status.ending) this.#background(name, 'finish tasks', () => this.#runFinishTasks(name));
-      else if (r.status.state === 'Pending') this.#background(name, 'start tasks', () => this.#runStartTasks(name));
+      if (r.status.ending) this.#phases.finishTasks(name);
+      else if (r.status.state === 'Pending') this.#phases.startTasks(name);
       else if (r.status.state === 'Running') this.#schedule(r.doc);
     }
   }
@@ -507,24 +353,6 @@ export class Scheduler {
     this.#stopped = true;
     for (const t of this.#timers.values()) clearTimeout(t);
     this.#timers.clear();
-    for (const c of this.#lifetimes.values()) c.abort();
-    this.#lifetimes.clear();
+    this.#phases.stop();
   }
-}
-
-/** Runs of the finish tasks whose `if` does not match the final state. */
-function skippedFinishTasks(doc: ExperimentDoc, state: string, iteration: number, now: string): TaskRun[] {
-  const run = finishTasksFor(doc, state);
-  return doc.spec.tasks.finish
-    .filter((t) => !run.includes(t))
-    .map((t) => ({
-      phase: 'finish', name: t.name, task: t.task, iteration, state: 'skipped', startedAt: now, durationMs: null, onError: t.onError,
-      error: null, output: { reason: `if: ${t.if}, and the experiment is ${state}` },
-    }));
-}
-
-/** Finish tasks whose `if` matches the final state: success = Completed, failure = Failed or Aborted. */
-function finishTasksFor(doc: ExperimentDoc, state: string): TaskSpec[] {
-  const ok = state === 'Completed';
-  return doc.spec.tasks.finish.filter((t) => t.if === 'always' || (t.if === 'success') === ok);
 }
