@@ -3,8 +3,8 @@
  * (status.ts):
  *   Pending → Running ⇄ Paused → Completed | Failed | Aborted
  * `iterate` is one analysis step: assess → decide → weights, recorded in the
- * history. The scheduler (scheduler.ts) only feeds it measurements and
- * carries out the weights it returns.
+ * history. The scheduler (scheduler.ts) only feeds it measurements
+ * (measurements.ts) and carries out the weights it returns.
  */
 import { seededRandom } from '../common/random.js';
 import type { Measurements } from './analysis-types.js';
@@ -16,9 +16,6 @@ import type { ReplicaGenerations } from './ports.js';
 import type { ExperimentDoc } from './spec-types.js';
 import { checkSrm, EMPTY_SRM_STATE, type SrmSample } from './srm.js';
 import type { ExperimentState, ExperimentStatus, IterationRecord, TaskRun, VersionStatus } from './status.js';
-
-// tasks/types.ts and tasks/exec.ts still read ExperimentStatus from here (until TaskRun's twin in tasks/types.ts goes).
-export type { ExperimentStatus } from './status.js';
 
 export const FINAL_STATES: ReadonlySet<ExperimentState> = new Set(['Completed', 'Failed', 'Aborted']);
 

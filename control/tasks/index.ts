@@ -3,7 +3,7 @@
  * happens into a TaskRun: the timeout (an AbortController combined with the
  * caller's signal), the duration, the error with its code. It never rejects,
  * and nothing it returns holds a secret the spec's templates or token refer to.
- * The phases (`if`, `onError`, background load) are the scheduler's.
+ * The phases (`if`, `onError`, background load) are ../task-phases.ts's.
  */
 import { type ErrorDetail, SluiceError } from '../../common/errors.js';
 import { maskSecrets, secretsOf } from '../metrics/template.js';
@@ -11,7 +11,8 @@ import type { ExperimentDoc, TaskSpec } from '../spec-types.js';
 import { TaskError, TaskTimeout } from './common.js';
 import { EXEC_DISABLED_MESSAGE } from './exec.js';
 import { taskKind } from './kinds.js';
-import type { TaskContext, TaskPhase, TaskRun } from './types.js';
+import type { TaskPhase, TaskRun } from '../status.js';
+import type { TaskContext } from './types.js';
 
 /**
  * How long past its timeout a task may take to stop (exec's SIGTERM grace and

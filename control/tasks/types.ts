@@ -2,32 +2,15 @@
  * Experiment tasks: one interface, one file per kind (readiness.ts, load.ts,
  * notify.ts, github.ts, exec.ts), each registered by one line in kinds.ts.
  * A kind owns its keys, its reader, its secrets and its run. A task either
- * returns its output or throws a SluiceError with a SLUICE_TASK_* code; the
- * phase runner (phases.ts) records runs, applies `if` and `onError`, and the
- * timeout.
+ * returns its output or throws a SluiceError with a SLUICE_TASK_* code;
+ * runTask (index.ts) applies the timeout and makes the run (TaskRun, in
+ * ../status.ts); the phase runner (../task-phases.ts) records runs and
+ * applies `if` and `onError`.
  */
 import type { Logger } from '../../common/logger.js';
 import type { Obj, Problems } from '../../common/validation.js';
-import type { ExperimentStatus } from '../lifecycle.js';
-import type { ExperimentDoc, TaskKind, TaskSpec } from '../spec-types.js';
-
-export type TaskPhase = 'start' | 'loop' | 'finish';
-
-/** One run of one task, as kept in the experiment's status and history. */
-export interface TaskRun {
-  readonly phase: TaskPhase;
-  readonly name: string;
-  readonly task: TaskKind;
-  /** Iterations completed when the task started. */
-  readonly iteration: number;
-  readonly state: 'running' | 'succeeded' | 'failed' | 'skipped';
-  readonly startedAt: string;
-  readonly durationMs: number | null;
-  readonly onError: 'fail' | 'continue';
-  readonly error: { readonly code: string; readonly message: string } | null;
-  /** Kind-specific result (load: requests, errors, achievedQps; exec: exitCode, stdout, stderr; notify: status). */
-  readonly output: Readonly<Record<string, unknown>> | null;
-}
+import type { ExperimentDoc, TaskSpec } from '../spec-types.js';
+import type { ExperimentStatus } from '../status.js';
 
 export interface TaskContext {
   readonly doc: ExperimentDoc;

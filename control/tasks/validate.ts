@@ -15,7 +15,8 @@ import { TASK_CONDITIONS, TASK_KINDS } from '../spec-types.js';
 import type { TaskCondition, TaskKind, TaskSpec, TasksSpec } from '../spec-types.js';
 import { readSeconds } from './fields.js';
 import { taskKind } from './kinds.js';
-import type { TaskBase, TaskPhase, TaskReadContext } from './types.js';
+import type { TaskPhase } from '../status.js';
+import type { TaskBase, TaskReadContext } from './types.js';
 
 /** The defaults every kind shares; a kind's own (its timeoutSeconds among them) are in its file. */
 export const TASK_DEFAULTS = {
