@@ -8,6 +8,7 @@ COPY tsconfig.json tsconfig.build.json ./
 COPY admin ./admin
 COPY cli ./cli
 COPY common ./common
+COPY config ./config
 COPY control ./control
 COPY demo ./demo
 COPY proxy ./proxy

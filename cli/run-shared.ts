@@ -25,7 +25,7 @@ import { RedisAggregates } from '../control/redis-aggregates.js';
 import { RedisRouter } from '../control/redis-router.js';
 import { Scheduler } from '../control/scheduler.js';
 import { RedisStore } from '../control/store/redis-store.js';
-import type { ListenAddress, SluiceConfig } from '../proxy/config-types.js';
+import type { ListenAddress, SluiceConfig } from '../config/types.js';
 import { createBaseRegistry } from '../proxy/metrics.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { redisSecret, withoutSecrets } from '../control/tasks/env.js';

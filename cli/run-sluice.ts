@@ -15,7 +15,7 @@ import { Scheduler } from '../control/scheduler.js';
 import { MemoryStore } from '../control/store/memory-store.js';
 import { SluiceError } from '../common/errors.js';
 import type { Logger } from '../common/logger.js';
-import type { SluiceConfig } from '../proxy/config-types.js';
+import type { SluiceConfig } from '../config/types.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { redisSecret, withoutSecrets } from '../control/tasks/env.js';
 import { requireTokenBeyondLoopback } from './secrets.js';

@@ -11,8 +11,8 @@
 import { readFileSync } from 'node:fs';
 import { SluiceError } from '../common/errors.js';
 import { osReason } from '../common/validation.js';
-import type { ListenAddress } from '../proxy/config-types.js';
-import { isLoopback } from '../proxy/config.js';
+import type { ListenAddress } from '../config/types.js';
+import { isLoopback } from '../config/config.js';
 
 export interface TokenFlags {
   readonly token?: string;

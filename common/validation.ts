@@ -1,5 +1,5 @@
 /**
- * What the two document validators share: proxy/config.ts (`sluice.yaml`) and
+ * What the two document validators share: config/config.ts (`sluice.yaml`) and
  * control/spec.ts (`kind: Experiment`). Both collect every problem by path and
  * report them all at once, so the helpers here record a problem and hand back a
  * stand-in value rather than throw.
@@ -32,7 +32,7 @@ export class Problems {
     return this.list.some((d) => d.path === path || d.path.startsWith(`${path}.`) || d.path.startsWith(`${path}[`));
   }
 
-  /** The value a number or boolean reader checks; proxy/config.ts coerces `${VAR}` results here. */
+  /** The value a number or boolean reader checks; config/config.ts coerces `${VAR}` results here. */
   scalar(v: unknown, _path: string): unknown {
     return v;
   }

@@ -1,6 +1,6 @@
 /**
  * The one way Sluice turns YAML (or JSON) text into a value: `sluice.yaml`
- * (proxy/config.ts) and experiment documents (control/spec.ts, the admin API,
+ * (config/config.ts) and experiment documents (control/spec.ts, the admin API,
  * `sluice validate`). Anything the parser throws — an alias bomb, nesting too
  * deep for the stack — becomes the caller's SluiceError with a message, so a
  * hostile document is a 400 or a clean CLI error, never a 500 or a crash.

@@ -32,7 +32,7 @@ import type { Redis } from 'ioredis';
 import { SluiceError } from '../common/errors.js';
 import { fencedExec } from '../common/redis-fence.js';
 import type { RedisKeys } from '../common/redis-keys.js';
-import { validateWeights } from '../proxy/config.js';
+import { validateWeights } from '../config/config.js';
 import { parseRouteState, type StoredRouteState } from '../proxy/route-sync.js';
 import { DEFAULT_EXPOSURE_RETENTION_MS, DEFAULT_MAX_REWARD } from '../proxy/exposures.js';
 import { hashKey, reassignSlots, slotOfKey } from '../proxy/slots.js';

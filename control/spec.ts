@@ -1,6 +1,6 @@
 /**
  * Parses and validates `kind: Experiment` documents into the frozen
- * `ExperimentDoc` (spec-types.ts). Like proxy/config.ts, every problem is
+ * `ExperimentDoc` (spec-types.ts). Like config/config.ts, every problem is
  * collected by path and reported at once in one SLUICE_EXPERIMENT_INVALID.
  * The rules and defaults are documented in docs/experiments.md.
  */
@@ -11,7 +11,7 @@ import {
   Problems, deepFreeze, expected, httpUrl, join, mapping, namedList, optList, optMapping,
   osReason, plural, readBool, readEnum, readInt, readName,
 } from '../common/validation.js';
-import { validateWeights } from '../proxy/config.js';
+import { validateWeights } from '../config/config.js';
 import { readMetricSpecs } from './metrics/validate.js';
 import { ALGORITHMS, BUILTIN_METRICS, DEPLOYMENT_PATTERNS, TESTING_PATTERNS } from './spec-types.js';
 import { readTaskSpecs } from './tasks/validate.js';

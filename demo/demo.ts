@@ -6,7 +6,7 @@
  */
 import { Pool } from 'undici';
 import { createLogger } from '../common/logger.js';
-import { validateConfig } from '../proxy/config.js';
+import { validateConfig } from '../config/config.js';
 import { runSluice, type RunningSluice } from '../cli/run-sluice.js';
 import { tokenOverride } from '../cli/secrets.js';
 import type { ExperimentStatus } from '../control/status.js';

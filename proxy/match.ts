@@ -5,7 +5,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http';
 import { setFlagsFromString } from 'node:v8';
-import type { RuleConfig, ValueMatch } from './config-types.js';
+import type { RuleConfig, ValueMatch } from '../config/types.js';
 
 /**
  * Rule regexes run on values the client chooses. A value longer than this

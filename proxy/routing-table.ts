@@ -6,7 +6,7 @@
  * and a new request always sees a whole table, old or new.
  */
 import type { Pool } from 'undici';
-import type { MirrorConfig, RouteConfig, StickyConfig, TimeoutsConfig } from './config-types.js';
+import type { MirrorConfig, RouteConfig, StickyConfig, TimeoutsConfig } from '../config/types.js';
 import type { ExposureLog, ExposureRegistry } from './exposures.js';
 import { compileRule, type RulePredicate } from './match.js';
 import { prefixKey, underPrefix } from './path.js';

@@ -6,7 +6,7 @@
  */
 import type { Socket } from 'node:net';
 import { buildConnector, Client, Pool, type Dispatcher } from 'undici';
-import type { ProxyOptions, TimeoutsConfig } from './config-types.js';
+import type { ProxyOptions, TimeoutsConfig } from '../config/types.js';
 
 export type PoolRole = 'primary' | 'shadow';
 

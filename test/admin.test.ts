@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { SluiceError } from '../common/errors.js';
-import { validateConfig } from '../proxy/config.js';
+import { validateConfig } from '../config/config.js';
 import { Pool, startSluice, startUpstream } from './support/helpers.js';
 
 test('with a token, admin calls need it except health, readiness and metrics', async (t) => {

@@ -4,10 +4,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { SluiceError } from '../common/errors.js';
-import { loadConfig, parseConfig, validateConfig, validateWeights } from '../proxy/config.js';
-import type { LoadOptions } from '../proxy/config.js';
-import type { RouteConfig } from '../proxy/config-types.js';
-import { parseDuration, parseSize } from '../proxy/duration.js';
+import { loadConfig, parseConfig, validateConfig, validateWeights } from '../config/config.js';
+import type { LoadOptions } from '../config/config.js';
+import type { RouteConfig } from '../config/types.js';
+import { parseDuration, parseSize } from '../config/duration.js';
 
 // The contract's example (docs/contract.md, Examples), verbatim but for two comments: `${SLUICE_TOKEN}` unquoted inside a flow map included.
 const PRODUCT_EXAMPLE = `

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import YAML from 'yaml';
 import { ERRORS } from '../common/errors.js';
-import { loadConfig, parseConfig } from '../proxy/config.js';
+import { loadConfig, parseConfig } from '../config/config.js';
 
 test('the Kubernetes ConfigMap holds a valid sluice.yaml', () => {
   const docs = YAML.parseAllDocuments(readFileSync('deploy/kubernetes/sluice.yaml', 'utf8')).map((d) => d.toJS());
@@ -37,6 +37,6 @@ test('the Redis-mode manifests: a valid sluice.yaml, proxies and control on the 
   assert.equal(env(proxy).SLUICE_REDIS_URL, env(control).SLUICE_REDIS_URL);
   assert.equal(env(proxy).SLUICE_PIN_TOKEN, env(control).SLUICE_PIN_TOKEN);
   // A variable the code does not read would be silently ignored: every one must appear in the sources.
-  const sources = ['cli/sluice.ts', 'cli/run-shared.ts', 'proxy/proxy-server.ts', 'proxy/config.ts'].map((f) => readFileSync(f, 'utf8')).join('\n');
+  const sources = ['cli/sluice.ts', 'cli/run-shared.ts', 'proxy/proxy-server.ts', 'config/config.ts'].map((f) => readFileSync(f, 'utf8')).join('\n');
   for (const c of [proxy, control]) for (const name of Object.keys(env(c))) assert.ok(sources.includes(name), `${name} is not read by Sluice`);
 });

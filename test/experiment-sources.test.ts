@@ -14,7 +14,7 @@ import type { Experiment } from '../cli/client.js';
 import { runSluice, type RunningSluice } from '../cli/run-sluice.js';
 import type { ExperimentStatus } from '../control/status.js';
 import { startSampleApp, type SampleAppOptions } from '../demo/sample-app.js';
-import { validateConfig } from '../proxy/config.js';
+import { validateConfig } from '../config/config.js';
 import { Pool, waitFor } from './support/helpers.js';
 import { json, steadyLoad } from './support/processes.js';
 import { startPrometheus } from './support/prometheus-server.js';

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { pino } from 'pino';
 import { runSluice } from '../cli/run-sluice.js';
-import { validateConfig } from '../proxy/config.js';
+import { validateConfig } from '../config/config.js';
 import { freePort, Pool, waitFor } from './support/helpers.js';
 
 it('a refused upstream: the 502 body names route, version and reason but no address; the log keeps the address', async (t) => {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import fc from 'fast-check';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { validateConfig } from '../proxy/config.js';
+import { validateConfig } from '../config/config.js';
 import { normalisePath } from '../proxy/path.js';
 import { Pool, startSluice, startUpstream, type Upstream } from './support/helpers.js';
 

@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import type { RunningSluice } from '../cli/run-sluice.js';
-import { validateConfig } from '../proxy/config.js';
+import { validateConfig } from '../config/config.js';
 import { backtrackingHazard, MAX_REGEX_INPUT } from '../proxy/match.js';
 import { get, Pool, startSluice, startUpstream, type Upstream } from './support/helpers.js';
 

@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { describe, it, type TestContext } from 'node:test';
 import { SluiceError } from '../common/errors.js';
 import { parseExperiment } from '../control/spec.js';
-import { parseConfig } from '../proxy/config.js';
+import { parseConfig } from '../config/config.js';
 import { Pool, startSluice, startUpstream } from './support/helpers.js';
 import { sluice } from './support/processes.js';
 

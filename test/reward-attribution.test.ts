@@ -291,7 +291,7 @@ describe('exposure log', () => {
 
 describe('rewards settings', () => {
   test('defaults, and a bound that would let squares overflow is refused', async () => {
-    const { validateConfig } = await import('../proxy/config.js');
+    const { validateConfig } = await import('../config/config.js');
     const routes = [{ name: 'r', versions: [{ name: 'v1', url: 'http://127.0.0.1:1' }] }];
     assert.deepEqual(validateConfig({ routes }, { env: {} }).rewards, { maxValue: 1e9, exposureKeys: 100_000, exposureRetentionMs: 86_400_000 });
     assert.deepEqual(validateConfig({ routes, rewards: { maxValue: 5, exposureKeys: 10, exposureRetention: '1h' } }, { env: {} }).rewards, { maxValue: 5, exposureKeys: 10, exposureRetentionMs: 3_600_000 });

@@ -5,7 +5,7 @@
  * (exit 1). One line per failed condition.
  */
 import type { Command } from 'commander';
-import { parseDuration } from '../../proxy/duration.js';
+import { parseDuration } from '../../config/duration.js';
 import { type Experiment, EXIT, FINAL_STATES, usageError } from '../client.js';
 import { weightsText } from '../format.js';
 import { type ClientOptions, print, runWithClient, withClientOptions } from './common.js';

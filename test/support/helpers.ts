@@ -10,7 +10,7 @@ import type { TestContext } from 'node:test';
 import { Pool } from 'undici';
 import { runSluice, type RunningSluice, type RunOptions } from '../../cli/run-sluice.js';
 import { silentLogger } from '../../common/logger.js';
-import { validateConfig } from '../../proxy/config.js';
+import { validateConfig } from '../../config/config.js';
 
 export interface Upstream {
   readonly url: string;

@@ -23,11 +23,11 @@ import type {
   TimeoutsConfig,
   ValueMatch,
   VersionConfig,
-} from './config-types.js';
+} from './types.js';
 import { parseDuration, parseSize } from './duration.js';
-import { compileRuleRegex } from './match.js';
-import { DEFAULT_EXPOSURE_KEYS, DEFAULT_EXPOSURE_RETENTION_MS, DEFAULT_MAX_REWARD } from './exposures.js';
-import { normalisePath, prefixKey } from './path.js';
+import { compileRuleRegex } from '../proxy/match.js';
+import { DEFAULT_EXPOSURE_KEYS, DEFAULT_EXPOSURE_RETENTION_MS, DEFAULT_MAX_REWARD } from '../proxy/exposures.js';
+import { normalisePath, prefixKey } from '../proxy/path.js';
 import {
   Problems, deepFreeze, describe, expected, expectedText, httpUrl, index, isObj, join, mapping, namedList, optList, optMapping,
   osReason, plural, readBool, readEnum, readInt, readName, typeOf, type Obj,
