@@ -8,8 +8,8 @@ import type { FastifyInstance } from 'fastify';
 import { SluiceError } from '../common/errors.js';
 import type { ProxyServer } from '../proxy/proxy-server.js';
 import type { RouteState } from '../proxy/routing-table.js';
-import { LatencySketch } from '../proxy/sketch.js';
-import type { VersionSnapshot } from '../proxy/stats.js';
+import { LatencySketch } from '../common/sketch.js';
+import type { VersionSnapshot } from '../common/snapshots.js';
 
 /**
  * A route as `GET /routes/NAME` answers it: the contract's fields, then

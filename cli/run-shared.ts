@@ -26,7 +26,7 @@ import { RedisRouter } from '../control/redis-router.js';
 import { Scheduler } from '../control/scheduler.js';
 import { RedisStore } from '../control/store/redis-store.js';
 import type { ListenAddress, SluiceConfig } from '../config/types.js';
-import { createBaseRegistry } from '../proxy/metrics.js';
+import { createBaseRegistry } from '../common/scrape.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { redisSecret, withoutSecrets } from '../control/tasks/env.js';
 import { listenOrExplain, urlOf } from './run-sluice.js';

@@ -26,7 +26,7 @@ import type {
 } from './types.js';
 import { parseDuration, parseSize } from './duration.js';
 import { compileRuleRegex } from '../proxy/match.js';
-import { DEFAULT_EXPOSURE_KEYS, DEFAULT_EXPOSURE_RETENTION_MS, DEFAULT_MAX_REWARD } from '../proxy/exposures.js';
+import { DEFAULT_EXPOSURE_KEYS, DEFAULT_EXPOSURE_RETENTION_MS, DEFAULT_MAX_REWARD } from './types.js';
 import { normalisePath, prefixKey } from '../proxy/path.js';
 import {
   Problems, deepFreeze, describe, expected, expectedText, httpUrl, index, isObj, join, mapping, namedList, optList, optMapping,

@@ -130,6 +130,12 @@ export interface RewardsConfig {
   readonly exposureRetentionMs: number;
 }
 
+/** The `rewards` defaults (also the Redis-mode control plane's, which reads no config file of the proxies). */
+export const DEFAULT_EXPOSURE_KEYS = 100_000;
+/** Default bound on a reward's absolute value (config `rewards.maxValue`). */
+export const DEFAULT_MAX_REWARD = 1e9;
+export const DEFAULT_EXPOSURE_RETENTION_MS = 24 * 60 * 60 * 1000;
+
 export interface SluiceConfig {
   readonly listen: ListenAddress;
   readonly admin: AdminConfig;

@@ -3,8 +3,8 @@
  * pure function of (spec, measurements, previous state, seeded RNG); these
  * are its inputs and outputs.
  */
-import type { LatencySketch } from '../proxy/sketch.js';
-import type { BucketSnapshot } from '../proxy/stats.js';
+import type { LatencySketch } from '../common/sketch.js';
+import type { BucketSnapshot } from '../common/snapshots.js';
 import type { MetricReading } from './metrics/types.js';
 
 /** A uniform [0,1) generator; seeded per experiment and iteration. */

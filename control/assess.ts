@@ -17,7 +17,7 @@ import type { PeriodRecord } from './periods.js';
 import { meanPosterior, ratePosterior } from './posterior.js';
 import { analyseReward } from './reward-analysis.js';
 import type { ExperimentSpec, Objective } from './spec-types.js';
-import { LatencySketch } from '../proxy/sketch.js';
+import { LatencySketch } from '../common/sketch.js';
 
 /** Monte Carlo draws for P(best), expected loss and relative objectives. */
 export const DRAWS = 2000;

@@ -14,7 +14,7 @@
  * Pure. Computed on the experiment's cumulative buckets, so correlation
  * across periods (a user returning in later iterations) is in it.
  */
-import type { BucketSnapshot } from '../proxy/stats.js';
+import type { BucketSnapshot } from '../common/snapshots.js';
 
 /** Below this share of keyed requests the unit is the request (keyless traffic dominates). */
 const KEYED_SHARE = 0.1;

@@ -3,7 +3,7 @@
  * experiment at scrape time.
  */
 import type { Registry } from 'prom-client';
-import { scraped } from '../proxy/metrics.js';
+import { scraped } from '../common/scrape.js';
 import type { ExperimentRecord } from './ports.js';
 
 export function registerExperimentMetrics(registry: Registry, latest: () => Iterable<ExperimentRecord>): void {

@@ -3,9 +3,9 @@
  * the same process — measurements straight from its counters, weights
  * straight into its routing table.
  */
-import { hashKey } from '../proxy/slots.js';
+import { hashKey } from '../common/slots.js';
 import type { ProxyServer } from '../proxy/proxy-server.js';
-import { BUCKET_MASK, type VersionSnapshot } from '../proxy/stats.js';
+import { BUCKET_MASK, type VersionSnapshot } from '../common/snapshots.js';
 import { REWARD_ID_TTL_MS, type AggregateSource, type ReplicaGenerations, type RewardEvent, type RewardTally, type TrafficRouter } from './ports.js';
 
 /** Reward ids kept in memory at most: a bound on memory whatever clients send (oldest forgotten first). */

@@ -6,8 +6,8 @@
  * with the iteration's custom metric readings attached. The scheduler reads
  * the counters and the sources; this module only subtracts and merges.
  */
-import { LatencySketch } from '../proxy/sketch.js';
-import { addBuckets, type BucketSnapshot, type VersionSnapshot } from '../proxy/stats.js';
+import { LatencySketch } from '../common/sketch.js';
+import { addBuckets, type BucketSnapshot, type VersionSnapshot } from '../common/snapshots.js';
 import type { Measurements, VersionMeasurement } from './analysis-types.js';
 import { EMPTY_MEASUREMENT } from './assess.js';
 import type { MetricReading } from './metrics/types.js';

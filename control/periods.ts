@@ -6,7 +6,7 @@
  * winner test (sequential.ts) and the sample-ratio check (srm.ts) compare
  * within. Pure.
  */
-import type { GenerationSnapshot } from '../proxy/stats.js';
+import type { GenerationSnapshot } from '../common/snapshots.js';
 
 export interface PeriodTotals {
   readonly requests: number;

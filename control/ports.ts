@@ -4,7 +4,7 @@
  * them over the in-process proxy and an in-memory store; the Redis mode
  * implements them over Redis. The scheduler sees only these.
  */
-import type { GenerationSnapshot, VersionSnapshot } from '../proxy/stats.js';
+import type { GenerationSnapshot, VersionSnapshot } from '../common/snapshots.js';
 import type { ExperimentDoc } from './spec-types.js';
 import type { ExperimentStatus } from './status.js';
 

@@ -7,7 +7,7 @@
 import betaCdf from '@stdlib/stats-base-dists-beta-cdf';
 import tCdf from '@stdlib/stats-base-dists-t-cdf';
 import type { Rng } from './analysis-types.js';
-import type { LatencySketch } from '../proxy/sketch.js';
+import type { LatencySketch } from '../common/sketch.js';
 
 export interface Posterior {
   readonly mean: number;

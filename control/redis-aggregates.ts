@@ -6,7 +6,7 @@
 import type { Redis } from 'ioredis';
 import { SluiceError } from '../common/errors.js';
 import type { RedisKeys } from '../common/redis-keys.js';
-import { addBuckets, sumSnapshots, USER_BUCKETS, type BucketSnapshot, type GenerationSnapshot, type VersionSnapshot } from '../proxy/stats.js';
+import { addBuckets, sumSnapshots, USER_BUCKETS, type BucketSnapshot, type GenerationSnapshot, type VersionSnapshot } from '../common/snapshots.js';
 import type { AggregateSource, ReplicaGenerations } from './ports.js';
 
 /** Rewards by key carry their user bucket: added to the replicas' bucket totals (created when only rewards have any). */

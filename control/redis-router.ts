@@ -33,10 +33,10 @@ import { SluiceError } from '../common/errors.js';
 import { fencedExec } from '../common/redis-fence.js';
 import type { RedisKeys } from '../common/redis-keys.js';
 import { validateWeights } from '../config/config.js';
-import { parseRouteState, type StoredRouteState } from '../proxy/route-sync.js';
-import { DEFAULT_EXPOSURE_RETENTION_MS, DEFAULT_MAX_REWARD } from '../proxy/exposures.js';
-import { hashKey, reassignSlots, slotOfKey } from '../proxy/slots.js';
-import { BUCKET_MASK } from '../proxy/stats.js';
+import { parseRouteState, type StoredRouteState } from '../common/route-state.js';
+import { DEFAULT_EXPOSURE_RETENTION_MS, DEFAULT_MAX_REWARD } from '../config/types.js';
+import { hashKey, reassignSlots, slotOfKey } from '../common/slots.js';
+import { BUCKET_MASK } from '../common/snapshots.js';
 import { REWARD_ID_TTL_MS, type RewardEvent, type RewardTally, type RouteView, type TrafficRouter } from './ports.js';
 
 /** The proxies' default stats flush interval (stats-publisher.ts), plus room for the write. */

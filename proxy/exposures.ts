@@ -13,7 +13,17 @@
  * keys whose exposure *changed* (new key, new version) and the stats
  * publisher writes them to Redis with its next flush (stats-publisher.ts).
  */
-import type { RouteState } from './routing-table.js';
+import type { GenerationCounts } from './stats.js';
+
+/**
+ * What `record` reads of a routing state: its generation and the counts under
+ * it. routing-table.ts's RouteState is one; naming only these fields here keeps
+ * exposures.ts from importing the routing table, which imports it.
+ */
+export interface ExposureState {
+  readonly generation: number;
+  readonly counts: Pick<GenerationCounts, 'newKeys'>;
+}
 
 export interface ExposureSettings {
   /** Keys kept per route, at most. */
@@ -22,10 +32,6 @@ export interface ExposureSettings {
   readonly retentionMs: number;
 }
 
-export const DEFAULT_EXPOSURE_KEYS = 100_000;
-/** Default bound on a reward's absolute value (config `rewards.maxValue`). */
-export const DEFAULT_MAX_REWARD = 1e9;
-export const DEFAULT_EXPOSURE_RETENTION_MS = 24 * 60 * 60 * 1000;
 /**
  * Longer sticky keys are not logged: a key is kept as the client sent it, so
  * without a cap clients could make each entry as large as a header may be.
@@ -113,7 +119,7 @@ export class ExposureLog {
    * the hash — a returning user is not, as it was counted already).
    * Returns the key's entry (null for a key too long to log).
    */
-  record(key: string, index: number, state: RouteState, bySlot: boolean, now = Date.now()): Exposure | null {
+  record(key: string, index: number, state: ExposureState, bySlot: boolean, now = Date.now()): Exposure | null {
     let e = this.#map.get(key);
     if (e !== undefined && now - e.seen < this.settings.retentionMs) {
       if (e.version !== index) {

@@ -16,8 +16,8 @@ import { compareWith, fireShadows, planMirrors, type BodyTee } from './mirror.js
 import { normalisePath } from './path.js';
 import type { RouteState, RoutingTable, Version } from './routing-table.js';
 import type { BufferHold } from './slow-clients.js';
-import { hashKey, SLOT_COUNT, slotOfHash } from './slots.js';
-import { BUCKET_MASK } from './stats.js';
+import { hashKey, SLOT_COUNT, slotOfHash } from '../common/slots.js';
+import { BUCKET_MASK } from '../common/snapshots.js';
 
 /** Set in `pick`'s result when the version was drawn at random by weight (no rule, no key). */
 export const KEYLESS = 0x100;

@@ -4,43 +4,13 @@
  * them into series when Prometheus scrapes, so a scrape costs what it costs
  * and a request costs nothing extra.
  */
-import { Registry, collectDefaultMetrics, type MetricValue } from 'prom-client';
+import type { Registry } from 'prom-client';
+import { createBaseRegistry, scraped, type ScrapedMetric, type ScrapedValue } from '../common/scrape.js';
 import type { RoutingTable } from './routing-table.js';
 import { CLIENT_ERROR_REASONS, DURATION_BUCKETS, MIRROR_OUTCOMES, RETRY_REASONS, UPSTREAM_ERROR_REASONS, type StatsRegistry } from './stats.js';
 
 type Labels = Record<string, string | number>;
-type Value = MetricValue<string> & { metricName?: string };
-
-/** A metric read from our own counters; prom-client calls `get()` on scrape. */
-export interface ScrapedMetric {
-  readonly name: string;
-  readonly help: string;
-  readonly type: 'counter' | 'gauge' | 'histogram' | 'summary';
-  readonly aggregator: 'sum';
-  get(): { name: string; help: string; type: string; aggregator: 'sum'; values: Value[] };
-}
-
-export function scraped(name: string, help: string, type: ScrapedMetric['type'], values: () => Value[]): ScrapedMetric {
-  return {
-    name,
-    help,
-    type,
-    aggregator: 'sum',
-    get: () => ({ name, help, type, aggregator: 'sum', values: values() }),
-  };
-}
-
-/** A registry with prom-client's process metrics, less the ones promtool rejects. */
-export function createBaseRegistry(): Registry {
-  const registry = new Registry();
-  collectDefaultMetrics({ register: registry });
-  // prom-client names these gauges *_total, which promtool rejects; the same
-  // numbers remain, per type, in nodejs_active_handles/requests/resources.
-  for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
-    registry.removeSingleMetric(name);
-  }
-  return registry;
-}
+type Value = ScrapedValue;
 
 export function createMetricsRegistry(stats: StatsRegistry, table: () => RoutingTable): Registry {
   const registry = createBaseRegistry();

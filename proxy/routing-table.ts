@@ -10,7 +10,7 @@ import type { MirrorConfig, RouteConfig, StickyConfig, TimeoutsConfig } from '..
 import type { ExposureLog, ExposureRegistry } from './exposures.js';
 import { compileRule, type RulePredicate } from './match.js';
 import { prefixKey, underPrefix } from './path.js';
-import { initialSlots, reassignSlots } from './slots.js';
+import { initialSlots, reassignSlots } from '../common/slots.js';
 import type { GenerationCounts, RouteCounters, StatsRegistry, VersionStats } from './stats.js';
 import type { Upstreams } from './upstreams.js';
 

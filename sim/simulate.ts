@@ -20,9 +20,9 @@ import { drawBeta } from '../control/posterior.js';
 import type { ReplicaGenerations } from '../control/ports.js';
 import { validateExperiment } from '../control/spec.js';
 import type { ExperimentDoc } from '../control/spec-types.js';
-import { LatencySketch } from '../proxy/sketch.js';
-import { hashKey, initialSlots, reassignSlots, slotOfHash } from '../proxy/slots.js';
-import { BUCKET_MASK, USER_BUCKETS, type GenerationSnapshot } from '../proxy/stats.js';
+import { LatencySketch } from '../common/sketch.js';
+import { hashKey, initialSlots, reassignSlots, slotOfHash } from '../common/slots.js';
+import { BUCKET_MASK, USER_BUCKETS, type GenerationSnapshot } from '../common/snapshots.js';
 
 export interface Arm {
   readonly name: string;

@@ -15,7 +15,7 @@ import { test } from 'node:test';
 import { createRedis } from '../common/redis.js';
 import { RedisKeys } from '../common/redis-keys.js';
 import { RedisAggregates } from '../control/redis-aggregates.js';
-import { parseRouteState } from '../proxy/route-sync.js';
+import { parseRouteState } from '../common/route-state.js';
 import { freePort, get, Pool, waitFor } from './support/helpers.js';
 import { sluice, startShop } from './support/processes.js';
 import { startRedis } from './support/redis-server.js';

@@ -15,7 +15,7 @@ import { RedisRouter } from '../control/redis-router.js';
 import { startSampleApp } from '../demo/sample-app.js';
 import { ExposureLog } from '../proxy/exposures.js';
 import { routeState, type RouteState } from '../proxy/routing-table.js';
-import { slotOfKey } from '../proxy/slots.js';
+import { slotOfKey } from '../common/slots.js';
 import { StatsPublisher } from '../proxy/stats-publisher.js';
 import { RouteCounters } from '../proxy/stats.js';
 import { Pool, startSluice, startUpstream, waitFor } from './support/helpers.js';

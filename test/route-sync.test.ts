@@ -16,8 +16,9 @@ import { createRedis } from '../common/redis.js';
 import { RedisKeys } from '../common/redis-keys.js';
 import { RedisRouter } from '../control/redis-router.js';
 import type { ProxyServer } from '../proxy/proxy-server.js';
-import { parseRouteState, RouteSync, type StoredRouteState } from '../proxy/route-sync.js';
-import { slotOfKey } from '../proxy/slots.js';
+import { parseRouteState, type StoredRouteState } from '../common/route-state.js';
+import { RouteSync } from '../proxy/route-sync.js';
+import { slotOfKey } from '../common/slots.js';
 import { Pool, startSluice, startUpstream, waitFor } from './support/helpers.js';
 import { startRedis } from './support/redis-server.js';
 

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { seededRandom } from '../common/random.js';
-import { LatencySketch, SKETCH_ALPHA } from '../proxy/sketch.js';
+import { LatencySketch, SKETCH_ALPHA } from '../common/sketch.js';
 
 function exactQuantile(sorted: number[], q: number): number {
   return sorted[Math.floor(q * (sorted.length - 1))]!;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
-import { hashKey, initialSlots, reassignSlots, SLOT_COUNT, slotOfKey } from '../proxy/slots.js';
+import { hashKey, initialSlots, reassignSlots, SLOT_COUNT, slotOfKey } from '../common/slots.js';
 
 /** Integer weights for `n` versions summing to 100. */
 const weightsArb = (n: number) =>

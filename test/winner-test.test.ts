@@ -9,8 +9,8 @@ import { seededRandom } from '../common/random.js';
 import { designEffect } from '../control/design-effect.js';
 import { NormalStream } from '../control/posterior.js';
 import { csHalfWidth, mixtureRho2, pairEstimate, sequentialTest, type PeriodArm } from '../control/sequential.js';
-import { hashKey } from '../proxy/slots.js';
-import { BUCKET_MASK, USER_BUCKETS } from '../proxy/stats.js';
+import { hashKey } from '../common/slots.js';
+import { BUCKET_MASK, USER_BUCKETS } from '../common/snapshots.js';
 
 test('the confidence sequence half-width follows the normal-mixture formula', () => {
   // I = 400, α = 0.05, ρ² = 0.01: sqrt(2·5/(160000·0.01) · ln(√5/0.05)).

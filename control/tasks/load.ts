@@ -25,7 +25,7 @@ import { SluiceError } from '../../common/errors.js';
 import { PIN_HEADER, pinValue } from '../../common/pin.js';
 import type { Obj } from '../../common/validation.js';
 import { expected, join, osReason, readInt } from '../../common/validation.js';
-import { LatencySketch } from '../../proxy/sketch.js';
+import { LatencySketch } from '../../common/sketch.js';
 import type { LoadTaskSpec } from '../spec-types.js';
 import { renderTask, sleep, TaskError, timedOut, transportReason, untilAborted, within } from './common.js';
 import { taskTemplateVars } from './summary.js';

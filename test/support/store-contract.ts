@@ -14,8 +14,8 @@ import type { VersionMeasurement } from '../../control/analysis-types.js';
 import { iterate, pendingStatus, start, withGeneration } from '../../control/lifecycle.js';
 import type { ExperimentRecord, ExperimentStore } from '../../control/ports.js';
 import { validateExperiment } from '../../control/spec.js';
-import type { VersionSnapshot } from '../../proxy/stats.js';
-import { LatencySketch } from '../../proxy/sketch.js';
+import type { VersionSnapshot } from '../../common/snapshots.js';
+import { LatencySketch } from '../../common/sketch.js';
 
 export interface StoreUnderTest {
   readonly store: ExperimentStore;
