@@ -71,7 +71,7 @@ export interface RouteState {
   readonly route: CompiledRoute;
   readonly generation: number;
   readonly weights: Readonly<Record<string, number>>;
-  /** Slot → version index; see slots.ts. */
+  /** Slot → version index; see common/slots.ts. */
   readonly slots: Uint8Array;
   /** What the request path counts under this generation (stats.ts GenerationCounts). */
   readonly counts: GenerationCounts;
