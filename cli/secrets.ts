@@ -12,7 +12,7 @@ import { readFileSync } from 'node:fs';
 import { SluiceError } from '../common/errors.js';
 import { osReason } from '../common/validation.js';
 import type { ListenAddress } from '../config/types.js';
-import { isLoopback } from '../config/config.js';
+import { isLoopback } from '../config/process.js';
 
 export interface TokenFlags {
   readonly token?: string;

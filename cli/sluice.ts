@@ -4,7 +4,8 @@
 import { Command, Option } from 'commander';
 import { formatDetails, SluiceError } from '../common/errors.js';
 import { createLogger, type Logger } from '../common/logger.js';
-import { loadConfig, parseListen } from '../config/config.js';
+import { loadConfig } from '../config/config.js';
+import { parseListen } from '../config/process.js';
 import { runControl, runProxy } from './run-shared.js';
 import { registerClientCommands } from './commands/index.js';
 import { runSluice } from './run-sluice.js';

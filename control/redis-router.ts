@@ -32,7 +32,7 @@ import type { Redis } from 'ioredis';
 import { SluiceError } from '../common/errors.js';
 import { fencedExec } from '../common/redis-fence.js';
 import type { RedisKeys } from '../common/redis-keys.js';
-import { validateWeights } from '../config/config.js';
+import { validateWeights } from '../config/routes.js';
 import { parseRouteState, type StoredRouteState } from '../common/route-state.js';
 import { DEFAULT_EXPOSURE_RETENTION_MS, DEFAULT_MAX_REWARD } from '../config/types.js';
 import { hashKey, reassignSlots, slotOfKey } from '../common/slots.js';

@@ -11,7 +11,7 @@ import {
   Problems, deepFreeze, expected, httpUrl, join, mapping, namedList, optList, optMapping,
   osReason, plural, readBool, readEnum, readInt, readName,
 } from '../common/validation.js';
-import { validateWeights } from '../config/config.js';
+import { validateWeights } from '../config/routes.js';
 import { readMetricSpecs } from './metrics/validate.js';
 import { ALGORITHMS, BUILTIN_METRICS, DEPLOYMENT_PATTERNS, TESTING_PATTERNS } from './spec-types.js';
 import { readTaskSpecs } from './tasks/validate.js';

@@ -10,7 +10,7 @@ import fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest }
 import type { Registry } from 'prom-client';
 import { SluiceError } from '../common/errors.js';
 import { RateLimitedLog, type Logger } from '../common/logger.js';
-import { validateWeights } from '../config/config.js';
+import { validateWeights } from '../config/routes.js';
 import type { SluiceConfig } from '../config/types.js';
 import type { ForwardSettings } from './forward.js';
 import { createRequestHandler, sendError } from './handle-request.js';
