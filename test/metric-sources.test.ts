@@ -19,7 +19,8 @@ import { compileJsonPath, type Json } from '../control/metrics/jsonpath.js';
 import { mockReading } from '../control/metrics/mock-source.js';
 import type { MetricQueryResult, QueryContext } from '../control/metrics/types.js';
 import { validateExperiment } from '../control/spec.js';
-import type { MetricSpec, MockMetricSpec } from '../control/spec-types.js';
+import type { MetricSpec } from '../control/spec-types.js';
+import type { MockMetricSpec } from '../control/metrics/mock-source.js';
 import { startPrometheus } from './support/prometheus-server.js';
 import { refusingUrl, startUpstream, type Upstream, waitFor } from './support/helpers.js';
 

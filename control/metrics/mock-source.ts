@@ -20,10 +20,31 @@
 import { seededRandom } from '../../common/random.js';
 import type { Problems } from '../../common/validation.js';
 import { expected, join, mapping } from '../../common/validation.js';
-import type { MetricType, MockMetricSpec, MockVersionValue } from '../spec-types.js';
+import type { MetricSpecBase, MetricType } from './base.js';
 import { byVersion, readPositive } from './fields.js';
 import { failedReading, metricError, okReading } from './reading.js';
 import type { MetricQueryResult, MetricReading, MetricSourceImpl, QueryContext } from './types.js';
+
+export interface MockVersionValue {
+  /** The true value the noisy readings converge to. */
+  readonly mean: number;
+  /** Standard deviation of one observation (mean type); default |mean|, or 1 when mean is 0. */
+  readonly stdDev: number | null;
+}
+
+export interface MockMetricSpec extends MetricSpecBase {
+  readonly source: 'mock';
+  /** By version name. */
+  readonly values: Readonly<Record<string, MockVersionValue>>;
+  /** Observations per second of elapsed time: the count grows with it, the noise shrinks as 1/sqrt(count). */
+  readonly countPerSecond: number;
+}
+
+declare module './base.js' {
+  interface MetricSpecs {
+    mock: MockMetricSpec;
+  }
+}
 
 /** The source's defaults (docs/metrics.md lists the same). */
 export const MOCK_DEFAULTS = { countPerSecond: 10 } as const;

@@ -6,13 +6,25 @@
  */
 import type { Problems } from '../../common/validation.js';
 import { join } from '../../common/validation.js';
-import type { PrometheusMetricSpec } from '../spec-types.js';
+import type { HttpQuerySpec, MetricSpecBase } from './base.js';
 import { HTTP_KEYS, readHttp, readTemplate } from './fields.js';
 import { answerExcerpt, buildQuery, type HttpAnswer, type HttpQuery, parseJson, renderTemplate, requestLabel, requireOk, send } from './http-query.js';
 import type { Json } from './jsonpath.js';
 import { describeValue, failedReading, metricError, okReading, toNumber } from './reading.js';
 import { secretsOf } from './template.js';
 import type { MetricQueryResult, MetricSourceImpl, QueryContext } from './types.js';
+
+export interface PrometheusMetricSpec extends MetricSpecBase, HttpQuerySpec {
+  readonly source: 'prometheus';
+  /** PromQL template; the query must return one sample (an empty result is "no data"). */
+  readonly query: string;
+}
+
+declare module './base.js' {
+  interface MetricSpecs {
+    prometheus: PrometheusMetricSpec;
+  }
+}
 
 export const prometheusSource: MetricSourceImpl<PrometheusMetricSpec> = {
   keys: [...HTTP_KEYS, 'query'],

@@ -6,13 +6,27 @@
 import type { ErrorDetail } from '../../common/errors.js';
 import type { Problems } from '../../common/validation.js';
 import { join } from '../../common/validation.js';
-import type { ExperimentDoc, RestMetricSpec } from '../spec-types.js';
+import type { HttpQuerySpec, MetricSpecBase } from './base.js';
+import type { ExperimentDoc } from '../spec-types.js';
 import { extractNumber, jqCompileProblem, jsonPathProblem } from './extract.js';
 import { HTTP_KEYS, readHttp, readTemplate } from './fields.js';
 import { answerExcerpt, buildQuery, checkRenderings, type HttpQuery, parseJson, renderTemplate, requireOk, send } from './http-query.js';
 import { failedReading, okReading } from './reading.js';
 import { secretsOf } from './template.js';
 import type { MetricQueryResult, MetricSourceImpl, QueryContext } from './types.js';
+
+export interface RestMetricSpec extends MetricSpecBase, HttpQuerySpec {
+  readonly source: 'rest';
+  /** Exactly one of jq and jsonPath is set. */
+  readonly jq: string | null;
+  readonly jsonPath: string | null;
+}
+
+declare module './base.js' {
+  interface MetricSpecs {
+    rest: RestMetricSpec;
+  }
+}
 
 export const restSource: MetricSourceImpl<RestMetricSpec> = {
   keys: [...HTTP_KEYS, 'body', 'jq', 'jsonPath'],

@@ -1,7 +1,7 @@
 /**
  * Custom metric sources: one interface, one file per source (mock-source.ts,
  * rest-source.ts, prometheus-source.ts), each registered by one line in
- * sources.ts; a source owns its keys, its reader, its checks and its query.
+ * sources.ts; a source owns its spec type, its keys, its reader, its checks and its query.
  * The scheduler reads every custom
  * metric for every version once per iteration (index.ts) and hands the
  * readings to the pure analysis, which turns them into posteriors.

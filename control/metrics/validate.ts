@@ -13,9 +13,9 @@
  */
 import type { Problems } from '../../common/validation.js';
 import { expected, index, isObj, join, mapping, readEnum, readName } from '../../common/validation.js';
-import { METRIC_SOURCES, METRIC_TYPES, type MetricSpec, type MetricType, type MockMetricSpec } from '../spec-types.js';
-import { MOCK_DEFAULTS } from './mock-source.js';
-import { metricSource } from './sources.js';
+import { METRIC_TYPES, type MetricSpec, type MetricType } from './base.js';
+import { MOCK_DEFAULTS, type MockMetricSpec } from './mock-source.js';
+import { METRIC_SOURCES, metricSource } from './sources.js';
 
 const MAX_NAME = 63;
 const BASE_KEYS = ['name', 'type', 'source', 'sampleSize', 'stdDev'];

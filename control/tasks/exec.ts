@@ -18,13 +18,29 @@ import { setTimeout as delay } from 'node:timers/promises';
 import { SluiceError } from '../../common/errors.js';
 import type { Obj } from '../../common/validation.js';
 import { expected, expectedText, index, isObj, join, readBool } from '../../common/validation.js';
-import type { ExecTaskSpec, ExperimentDoc } from '../spec-types.js';
+import type { TaskSpecBase } from './base.js';
+import type { ExperimentDoc } from '../spec-types.js';
 import type { ExperimentStatus } from '../status.js';
 import { renderTask, stopError, TaskError, transportReason, within } from './common.js';
 import { execEnvironment } from './env.js';
 import { experimentSummary, taskTemplateVars } from './summary.js';
 import { ENV_NAME, readOptText, readTemplate } from './fields.js';
 import type { TaskFields, TaskImpl, TaskReadContext } from './types.js';
+
+export interface ExecTaskSpec extends TaskSpecBase {
+  readonly task: 'exec';
+  /** argv; run without a shell unless `shell` is true (then command[0] is the script). */
+  readonly command: readonly string[];
+  readonly shell: boolean;
+  readonly env: Readonly<Record<string, string>>;
+  readonly cwd: string | null;
+}
+
+declare module './base.js' {
+  interface TaskSpecs {
+    exec: ExecTaskSpec;
+  }
+}
 
 export const EXEC_DISABLED_MESSAGE =
   'exec tasks are disabled: they run commands in the control plane for whoever may apply an experiment; the operator enables them with --allow-exec or SLUICE_ALLOW_EXEC=1';

@@ -13,11 +13,35 @@ import type { Agent } from 'undici';
 import { SluiceError } from '../../common/errors.js';
 import type { Obj } from '../../common/validation.js';
 import { expected, httpUrl, join, readEnum } from '../../common/validation.js';
-import type { GithubTaskSpec } from '../spec-types.js';
+import type { TaskSpecBase } from './base.js';
 import { bodyHint, httpCall, renderTask, withAgent } from './common.js';
 import { experimentSummary, taskTemplateVars, versionLines, type ExperimentSummary } from './summary.js';
 import { ENV_NAME, readRef, readRepoPath, readTemplate } from './fields.js';
 import type { TaskContext, TaskFields, TaskImpl, TaskReadContext } from './types.js';
+
+export interface GithubTaskSpec extends TaskSpecBase {
+  readonly task: 'github';
+  /** owner/name */
+  readonly repository: string;
+  readonly mode: 'dispatch' | 'pullRequest';
+  readonly apiUrl: string;
+  /** Environment variable holding the token. */
+  readonly tokenEnv: string;
+  /** dispatch: event_type. */
+  readonly eventType: string;
+  /** pullRequest: the file to change, its new content (template), branches and texts. */
+  readonly path: string | null;
+  readonly content: string | null;
+  readonly base: string | null;
+  readonly branch: string | null;
+  readonly title: string | null;
+}
+
+declare module './base.js' {
+  interface TaskSpecs {
+    github: GithubTaskSpec;
+  }
+}
 
 /** The kind's defaults (docs/tasks.md). */
 const DEFAULTS = { timeoutSeconds: 30, mode: 'dispatch', apiUrl: 'https://api.github.com', tokenEnv: 'GITHUB_TOKEN', eventType: 'sluice-experiment', base: 'main' } as const;

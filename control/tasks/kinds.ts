@@ -1,9 +1,11 @@
 /**
- * The task kinds: one line per kind. Each kind's file owns its keys, its
- * reader, its secrets and its run (types.ts, TaskImpl); adding a kind is its
- * file, its spec type in spec-types.ts (TASK_KINDS, TaskSpec) and a line here.
+ * The task kinds: one line per kind. Each kind's file owns its spec type
+ * (added to TaskSpecs, base.ts), its keys, its reader, its secrets and its run
+ * (types.ts, TaskImpl); adding a kind is its file and a line here. TaskKind
+ * and TaskSpec derive from TaskSpecs, TASK_KINDS from this table; the table's
+ * type requires one entry per kind in TaskSpecs, and no other.
  */
-import type { TaskKind, TaskSpec } from '../spec-types.js';
+import type { TaskKind, TaskSpec } from './base.js';
 import { execTask } from './exec.js';
 import { githubTask } from './github.js';
 import { loadTask } from './load.js';
@@ -21,6 +23,9 @@ export const TASKS: { readonly [K in TaskKind]: TaskImpl<TaskSpecOf<K>> } = {
   github: githubTask,
   exec: execTask,
 };
+
+/** The kinds' names, in the table's order. */
+export const TASK_KINDS: readonly TaskKind[] = Object.freeze(Object.keys(TASKS) as TaskKind[]);
 
 /** The kind `kind`, typed so that it accepts that kind's spec (for a spec: `taskKind(spec.task)`). */
 export function taskKind<K extends TaskKind>(kind: K): TaskImpl<TaskSpecOf<K>> {

@@ -26,11 +26,36 @@ import { PIN_HEADER, pinValue } from '../../common/pin.js';
 import type { Obj } from '../../common/validation.js';
 import { expected, join, osReason, readInt } from '../../common/validation.js';
 import { LatencySketch } from '../../common/sketch.js';
-import type { LoadTaskSpec } from '../spec-types.js';
+import type { TaskSpecBase } from './base.js';
 import { renderTask, sleep, TaskError, timedOut, transportReason, untilAborted, within } from './common.js';
 import { taskTemplateVars } from './summary.js';
 import { MAX_CONCURRENCY, MAX_QPS, MAX_TASK_SECONDS, readHeaders, readOptText, readPath, readPositive, readUrl, readVersionList } from './fields.js';
 import type { TaskFields, TaskImpl, TaskReadContext } from './types.js';
+
+export interface LoadTaskSpec extends TaskSpecBase {
+  readonly task: 'load';
+  /** Where to send: default Sluice's own proxy listener (all-in-one mode). */
+  readonly url: string | null;
+  /** Path and query of each request. */
+  readonly path: string;
+  readonly qps: number;
+  /** Exactly one of durationSeconds and requests is set. */
+  readonly durationSeconds: number | null;
+  readonly requests: number | null;
+  readonly concurrency: number;
+  readonly method: string;
+  readonly headers: Readonly<Record<string, string>>;
+  readonly body: string | null;
+  readonly bodyFile: string | null;
+  /** Empty: through the route (split by its weights); else qps for each listed version, pinned. */
+  readonly versions: readonly string[];
+}
+
+declare module './base.js' {
+  interface TaskSpecs {
+    load: LoadTaskSpec;
+  }
+}
 
 /** A request unanswered this long is an error (and frees its slot). */
 const REQUEST_TIMEOUT_MS = 30_000;

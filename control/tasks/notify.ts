@@ -6,11 +6,25 @@
 import { SluiceError } from '../../common/errors.js';
 import type { Obj } from '../../common/validation.js';
 import { join, readEnum } from '../../common/validation.js';
-import type { NotifyTaskSpec } from '../spec-types.js';
+import type { TaskSpecBase } from './base.js';
 import { bodyHint, httpCall, parseRenderedUrl, renderTask, withAgent } from './common.js';
 import { experimentSummary, taskTemplateVars, versionLines, type ExperimentSummary } from './summary.js';
 import { readHeaders, readUrlTemplate } from './fields.js';
 import type { TaskFields, TaskImpl, TaskReadContext } from './types.js';
+
+export interface NotifyTaskSpec extends TaskSpecBase {
+  readonly task: 'notify';
+  /** Template; may use {{env.NAME}}. */
+  readonly url: string;
+  readonly format: 'json' | 'slack';
+  readonly headers: Readonly<Record<string, string>>;
+}
+
+declare module './base.js' {
+  interface TaskSpecs {
+    notify: NotifyTaskSpec;
+  }
+}
 
 /** The kind's defaults (docs/tasks.md). */
 const DEFAULTS = { timeoutSeconds: 10, format: 'json' } as const;

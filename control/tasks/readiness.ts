@@ -10,10 +10,24 @@ import { request } from 'undici';
 import { SluiceError } from '../../common/errors.js';
 import type { Obj } from '../../common/validation.js';
 import { expected, isObj, join } from '../../common/validation.js';
-import type { ReadinessTaskSpec } from '../spec-types.js';
+import type { TaskSpecBase } from './base.js';
 import { sleep, stopError, TaskError, transportReason, withAgent } from './common.js';
 import { readPath, readSeconds, readUrl } from './fields.js';
 import type { TaskFields, TaskImpl, TaskReadContext } from './types.js';
+
+export interface ReadinessTaskSpec extends TaskSpecBase {
+  readonly task: 'readiness';
+  /** Health URL per version; default: the version's URL + `path`. */
+  readonly urls: Readonly<Record<string, string>>;
+  readonly path: string;
+  readonly intervalSeconds: number;
+}
+
+declare module './base.js' {
+  interface TaskSpecs {
+    readiness: ReadinessTaskSpec;
+  }
+}
 
 /** One attempt never waits longer than this (or the interval, when that is longer). */
 const ATTEMPT_TIMEOUT_MS = 5_000;

@@ -1,7 +1,7 @@
 /**
  * Experiment tasks: one interface, one file per kind (readiness.ts, load.ts,
  * notify.ts, github.ts, exec.ts), each registered by one line in kinds.ts.
- * A kind owns its keys, its reader, its secrets and its run. A task either
+ * A kind owns its spec type, its keys, its reader, its secrets and its run. A task either
  * returns its output or throws a SluiceError with a SLUICE_TASK_* code;
  * runTask (index.ts) applies the timeout and makes the run (TaskRun, in
  * ../status.ts); the phase runner (../task-phases.ts) records runs and

@@ -11,10 +11,11 @@
  */
 import type { Obj, Problems } from '../../common/validation.js';
 import { expected, index, isObj, join, mapping, optMapping, readEnum, readInt, readName } from '../../common/validation.js';
-import { TASK_CONDITIONS, TASK_KINDS } from '../spec-types.js';
-import type { TaskCondition, TaskKind, TaskSpec, TasksSpec } from '../spec-types.js';
+import { TASK_CONDITIONS } from './base.js';
+import type { TaskCondition, TaskKind, TaskSpec } from './base.js';
+import type { TasksSpec } from '../spec-types.js';
 import { readSeconds } from './fields.js';
-import { taskKind } from './kinds.js';
+import { TASK_KINDS, taskKind } from './kinds.js';
 import type { TaskPhase } from '../status.js';
 import type { TaskBase, TaskReadContext } from './types.js';
 
