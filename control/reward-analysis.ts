@@ -13,7 +13,7 @@ import type { VersionComparison, VersionMeasurement } from './analysis-types.js'
 import { designEffect } from './design-effect.js';
 import { rewardStats } from './metric-defs.js';
 import type { PeriodRecord } from './periods.js';
-import { csHalfWidth, mixtureRho2, pairEstimate, sequentialTest, type PeriodArm, type SequentialResult } from './sequential.js';
+import { csHalfWidth, pairEstimate, sequentialTest, tunedRho2, type PeriodArm, type SequentialResult } from './sequential.js';
 import type { ExperimentSpec } from './spec-types.js';
 
 /** Units per arm the confidence sequence is tightest at (its ρ; the width changes little over decades). */
@@ -123,7 +123,7 @@ export function analyseReward(
     ls += total * (b.sum / b.n);
   }
   const level = lw > 0 ? ls / lw : null;
-  const rho2 = mixtureRho2(test.pairAlpha, options.tuning.unitsPerArm / (2 * Math.max(variance, 1e-12)));
+  const rho2 = tunedRho2(test.pairAlpha, options.tuning);
   const widen = Number.isFinite(deff) ? deff : 1;
 
   const comparisons = names.map((_, i): VersionComparison => {
@@ -179,5 +179,7 @@ function baselineHalfWidth(arms: readonly (readonly PeriodArm[])[], alpha: numbe
   }
   if (lw === 0) return null;
   const variance = (deff * lv) / (lw * lw);
+  // One arm's mean has about twice the information of a difference between two at the same units:
+  // ρ² tuned for a pair is halved in information units, so doubled here.
   return variance > 0 ? csHalfWidth(1 / variance, alpha, rho2 * 2) : 0;
 }

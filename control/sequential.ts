@@ -54,6 +54,11 @@ export function mixtureRho2(alpha: number, targetInformation: number): number {
   return (l + Math.log(l + 1)) / targetInformation;
 }
 
+/** ρ² for a pair tested at `alpha`, tuned for `tuning.unitsPerArm` units on each side at the per-unit variance. */
+export function tunedRho2(alpha: number, tuning: { readonly variance: number; readonly unitsPerArm: number }): number {
+  return mixtureRho2(alpha, tuning.unitsPerArm / (2 * Math.max(tuning.variance, 1e-12)));
+}
+
 /** Half-width of the asymptotic confidence sequence at information `info` (1/variance); Infinity without information. */
 export function csHalfWidth(info: number, alpha: number, rho2: number): number {
   if (!(info > 0) || !Number.isFinite(info)) return info === Number.POSITIVE_INFINITY ? 0 : Number.POSITIVE_INFINITY;
@@ -85,8 +90,6 @@ export interface PairEstimate {
   readonly nV: number;
   readonly sumU: number;
   readonly sumV: number;
-  readonly sumSqU: number;
-  readonly sumSqV: number;
 }
 
 /** The period-stratified difference of u and v; null when no period has both. */
@@ -98,8 +101,6 @@ export function pairEstimate(periods: readonly (readonly PeriodArm[])[], u: numb
   let nV = 0;
   let sumU = 0;
   let sumV = 0;
-  let sumSqU = 0;
-  let sumSqV = 0;
   for (const arms of periods) {
     const a = arms[u];
     const b = arms[v];
@@ -112,11 +113,9 @@ export function pairEstimate(periods: readonly (readonly PeriodArm[])[], u: numb
     nV += b.n;
     sumU += a.sum;
     sumV += b.sum;
-    sumSqU += a.sumSq;
-    sumSqV += b.sumSq;
   }
   if (w === 0) return null;
-  return { estimate: s / w, variance: varSum / (w * w), weight: w, nU, nV, sumU, sumV, sumSqU, sumSqV };
+  return { estimate: s / w, variance: varSum / (w * w), weight: w, nU, nV, sumU, sumV };
 }
 
 export interface SequentialOptions {
@@ -164,7 +163,7 @@ export function sequentialTest(periods: readonly (readonly PeriodArm[])[], arms:
   // The family is fixed by the experiment's versions, not by who is still in it: Bonferroni over every pair.
   const pairCount = Math.max(1, (arms * (arms - 1)) / 2);
   const pairAlpha = o.alpha / pairCount;
-  const rho2 = mixtureRho2(pairAlpha, o.tuning.unitsPerArm / (2 * Math.max(o.tuning.variance, 1e-12)));
+  const rho2 = tunedRho2(pairAlpha, o.tuning);
   const pairs: PairResult[] = [];
   const eliminatedBy = Array.from({ length: arms }, () => -1);
   for (let i = 0; i < contenders.length; i++) {

@@ -23,7 +23,7 @@ import { validateExperiment } from '../control/spec.js';
 import { withoutSecrets } from '../control/tasks/env.js';
 import { runTask } from '../control/tasks/index.js';
 import { freePort, Pool, startSluice, startUpstream, waitFor } from './support/helpers.js';
-import { json, sluice, startShop, type SluiceProcess } from './support/processes.js';
+import { endlessAb, json, sluice, startShop, type SluiceProcess } from './support/processes.js';
 import { startRedis } from './support/redis-server.js';
 
 /** The environment of a child with no token from the test runner's own environment. */
@@ -180,21 +180,10 @@ describe('--token-file keeps the token out of ps and is enforced', () => {
 
 // ---------------------------------------------------------------- exec tasks
 
+/** The never-deciding A/B of the process tests (support/processes.ts), with one exec start task. */
 function execExperiment(name: string, command: string[], extra: Record<string, unknown> = {}) {
-  return {
-    kind: 'Experiment',
-    name,
-    spec: {
-      route: 'shop',
-      versions: [{ name: 'v1' }, { name: 'v2' }],
-      testingPattern: 'A/B',
-      deploymentPattern: 'FixedSplit',
-      criteria: { reward: { metric: 'conversion-rate' }, minSamples: 10_000_000 },
-      weights: { initial: { v1: 50, v2: 50 } },
-      duration: { intervalSeconds: 60, maxIterations: 10 },
-      tasks: { start: [{ task: 'exec', name: 'dump-env', command, ...extra }] },
-    },
-  };
+  const doc = endlessAb(name, 60, 10);
+  return { ...doc, spec: { ...doc.spec, tasks: { start: [{ task: 'exec', name: 'dump-env', command, ...extra }] } } };
 }
 
 describe('exec tasks are opt-in and never see Sluice secrets', () => {
