@@ -35,6 +35,7 @@ export const ERRORS = {
   SLUICE_NOT_FOUND: { status: 404, message: 'not found' },
   SLUICE_INTERNAL: { status: 500, message: 'internal error' },
   SLUICE_LISTEN: { status: 500, message: 'cannot listen on the configured address' },
+  SLUICE_TLS_INVALID: { status: 500, message: 'a TLS certificate or key cannot be loaded' },
   SLUICE_STORE_UNAVAILABLE: { status: 503, message: 'the experiment store (Redis) is unavailable' },
   SLUICE_FENCED: { status: 409, message: 'another control-plane leader has taken over' },
   SLUICE_NOT_LEADER: { status: 409, message: 'this process does not decide weights or experiments' },

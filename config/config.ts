@@ -194,7 +194,9 @@ function applyOverrides(p: EnvProblems, doc: unknown, overrides: Overrides, env:
 
 function setField(doc: Obj, section: string | null, field: string, value: string): boolean {
   if (section === null) {
-    doc[field] = value;
+    // `listen: { address, tls }`: the override replaces the address and keeps the TLS settings.
+    const current = doc[field];
+    doc[field] = isObj(current) ? { ...current, address: value } : value;
     return true;
   }
   const current = doc[section];

@@ -6,6 +6,7 @@
  */
 import { isIP } from 'node:net';
 import { Problems, expected, mapping, optMapping, readBool, readEnum, readInt, typeOf } from '../common/validation.js';
+import { readPemFile } from './pem-files.js';
 import { HOST_RE, MIB, TOKEN_RE, readDuration, readSize } from './fields.js';
 import { readRoutes } from './routes.js';
 import {
@@ -14,6 +15,9 @@ import {
   DEFAULT_MAX_REWARD,
   type AdminConfig,
   type ListenAddress,
+  type ListenerTlsConfig,
+  type SniCertificate,
+  type TrafficListenConfig,
   type ProxyOptions,
   type RewardsConfig,
   type SluiceConfig,
@@ -33,7 +37,7 @@ export function readConfig(p: Problems, doc: unknown): SluiceConfig {
   const top = doc == null ? {} : mapping(p, doc, '', ['listen', 'admin', 'store', 'logLevel', 'proxy', 'rewards', 'routes']);
   // Not a mapping at all: one problem is the whole story, so defaults are built on a scratch list.
   if (!top) return readConfig(new Problems(), {});
-  const listen = readListen(p, top.listen, 'listen', DEFAULT_LISTEN);
+  const listen = readTrafficListen(p, top.listen);
   const admin = readAdmin(p, top.admin);
   checkPortClash(p, listen, admin.listen);
   return {
@@ -135,6 +139,58 @@ function readVersionHeader(p: Problems, v: unknown, path: string): string | null
 }
 
 // ---------------------------------------------------------------- listen addresses
+
+/** `listen: host:port`, or `{ address, http2, tls }` for TLS or to turn HTTP/2 off. */
+function readTrafficListen(p: Problems, v: unknown): TrafficListenConfig {
+  if (v == null || typeof v === 'string') return { ...readListen(p, v, 'listen', DEFAULT_LISTEN), http2: true, tls: null };
+  const o = mapping(p, v, 'listen', ['address', 'http2', 'tls']);
+  if (!o) return { ...parseListenOk(DEFAULT_LISTEN), http2: true, tls: null };
+  return {
+    ...readListen(p, o.address, 'listen.address', DEFAULT_LISTEN),
+    http2: readBool(p, o.http2, 'listen.http2', true),
+    tls: o.tls == null ? null : readListenerTls(p, o.tls, 'listen.tls'),
+  };
+}
+
+const TLS_VERSIONS = ['TLSv1.2', 'TLSv1.3'] as const;
+/** Often enough that a rotated secret is served within seconds; a stat per file, so cheap. */
+const DEFAULT_TLS_RELOAD_MS = 5_000;
+
+function readListenerTls(p: Problems, v: unknown, path: string): ListenerTlsConfig | null {
+  const o = mapping(p, v, path, ['cert', 'key', 'sni', 'minVersion', 'reloadInterval']);
+  if (!o) return null;
+  const sni: SniCertificate[] = [];
+  if (o.sni != null) {
+    if (!Array.isArray(o.sni)) expected(p, `${path}.sni`, 'a list of { hosts, cert, key }', o.sni, null);
+    else o.sni.forEach((x, i) => {
+      const at = `${path}.sni[${i}]`;
+      const e = mapping(p, x, at, ['hosts', 'cert', 'key']);
+      if (!e) return;
+      const hosts = readSniHosts(p, e.hosts, `${at}.hosts`);
+      sni.push({ hosts, cert: readPemFile(p, e.cert, `${at}.cert`, 'certificate', true), key: readPemFile(p, e.key, `${at}.key`, 'key', true) });
+    });
+  }
+  return {
+    cert: readPemFile(p, o.cert, `${path}.cert`, 'certificate', true),
+    key: readPemFile(p, o.key, `${path}.key`, 'key', true),
+    sni,
+    minVersion: readEnum(p, o.minVersion, `${path}.minVersion`, TLS_VERSIONS, 'TLSv1.2'),
+    reloadMs: readDuration(p, o.reloadInterval, `${path}.reloadInterval`, DEFAULT_TLS_RELOAD_MS),
+  };
+}
+
+const SNI_HOST_RE = /^(\*\.)?[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$/;
+
+function readSniHosts(p: Problems, v: unknown, path: string): string[] {
+  if (!Array.isArray(v) || v.length === 0) return expected(p, path, 'a non-empty list of host names', v, []);
+  const out: string[] = [];
+  v.forEach((h, i) => {
+    const host = typeof h === 'string' ? h.toLowerCase() : '';
+    if (SNI_HOST_RE.test(host)) out.push(host);
+    else expected(p, `${path}[${i}]`, 'a host name (a leading "*." matches one label)', h, null);
+  });
+  return out;
+}
 
 function readListen(p: Problems, v: unknown, path: string, fallback: string): ListenAddress {
   const defaults = parseListenOk(fallback);

@@ -6,12 +6,18 @@
 import type { ErrorDetail } from '../common/errors.js';
 import {
   Problems, describe, expected, expectedText, httpUrl, index, isObj, join, mapping, namedList, optList, optMapping,
-  readBool, readInt, readName,
+  readBool, readEnum, readInt, readName,
 } from '../common/validation.js';
+import { DEFAULT_GRPC_ERROR_MASK, GRPC_CODES, grpcCodeMask, type GrpcCodeName } from '../common/grpc-status.js';
+import { readPemFile } from './pem-files.js';
 import { compileRuleRegex } from '../proxy/match.js';
 import { normalisePath, prefixKey } from '../proxy/path.js';
 import { HOST_RE, MIB, TOKEN_RE, readDuration, readSize } from './fields.js';
-import type { MirrorConfig, RouteConfig, RuleConfig, RuleMatch, StickyConfig, TimeoutsConfig, ValueMatch, VersionConfig } from './types.js';
+import {
+  UPSTREAM_PROTOCOLS,
+  type GrpcRouteConfig, type MirrorConfig, type RouteConfig, type RuleConfig, type RuleMatch, type StickyConfig, type TimeoutsConfig,
+  type UpstreamTlsConfig, type ValueMatch, type VersionConfig,
+} from './types.js';
 
 /**
  * Checks a weight table against a route's versions. Shared with the admin API
@@ -19,7 +25,7 @@ import type { MirrorConfig, RouteConfig, RuleConfig, RuleMatch, StickyConfig, Ti
  * Only `versions` is read, which lets the config validator call it mid-build.
  */
 export function validateWeights(
-  route: Pick<RouteConfig, 'versions'>,
+  route: { readonly versions: ReadonlyArray<{ readonly name: string }> },
   weights: unknown,
   path = 'weights',
 ): { weights: Record<string, number> } | { errors: ErrorDetail[] } {
@@ -54,16 +60,16 @@ const EMPTY_MATCH: RuleMatch = { headers: [], cookies: [], query: [] };
 const PLACEHOLDER = {
   route: {
     name: '', host: null, pathPrefix: '/', versions: [], weights: {}, rules: [], sticky: null, mirror: [],
-    timeouts: { connectMs: 0, requestMs: 0 },
+    timeouts: { connectMs: 0, requestMs: 0 }, grpc: { errorCodes: DEFAULT_GRPC_ERROR_MASK },
   } satisfies RouteConfig,
-  version: { name: '', url: '', basePath: '' } satisfies VersionConfig,
+  version: { name: '', url: '', basePath: '', protocol: 'http1', tls: null } satisfies VersionConfig,
   rule: { match: EMPTY_MATCH, version: '' } satisfies RuleConfig,
   mirror: {
     version: '', percent: 0, compare: false, methods: new Set<string>(), maxBodyBytes: 0, timeoutMs: 0, maxConcurrent: 1,
   } satisfies MirrorConfig,
 };
 
-const ROUTE_KEYS = ['name', 'match', 'versions', 'weights', 'rules', 'sticky', 'mirror', 'timeouts'];
+const ROUTE_KEYS = ['name', 'match', 'versions', 'weights', 'rules', 'sticky', 'mirror', 'timeouts', 'grpc'];
 
 export function readRoutes(p: Problems, v: unknown): RouteConfig[] {
   return namedList(p, v, 'routes', 'route', 'at least one route is required', (r, at) => readRoute(p, r, at));
@@ -85,7 +91,22 @@ function readRoute(p: Problems, v: unknown, path: string): RouteConfig {
     sticky: readSticky(p, o.sticky, join(path, 'sticky')),
     mirror: optList(p, o.mirror, join(path, 'mirror'), 'a list of mirrors').map(([m, at]) => readMirror(p, m, at, known)),
     timeouts: readTimeouts(p, o.timeouts, join(path, 'timeouts')),
+    grpc: readGrpc(p, o.grpc, join(path, 'grpc')),
   };
+}
+
+function readGrpc(p: Problems, v: unknown, path: string): GrpcRouteConfig {
+  const o = optMapping(p, v, path, ['errorCodes']);
+  if (o.errorCodes == null) return { errorCodes: DEFAULT_GRPC_ERROR_MASK };
+  const at = join(path, 'errorCodes');
+  if (!Array.isArray(o.errorCodes)) return expected(p, at, 'a list of gRPC status names (UNAVAILABLE) or numbers (14)', o.errorCodes, { errorCodes: DEFAULT_GRPC_ERROR_MASK });
+  const names: GrpcCodeName[] = [];
+  o.errorCodes.forEach((c, i) => {
+    const name = typeof c === 'number' && Number.isInteger(c) ? GRPC_CODES[c] : typeof c === 'string' ? GRPC_CODES.find((n) => n === c.toUpperCase()) : undefined;
+    if (name === undefined || name === 'OK') expected(p, index(at, i), `a gRPC status other than OK (${GRPC_CODES.slice(1).join(', ')} or 1..16)`, c, null);
+    else names.push(name);
+  });
+  return { errorCodes: grpcCodeMask(names) };
 }
 
 function readRouteMatch(p: Problems, v: unknown, path: string): { host: string | null; pathPrefix: string } {
@@ -122,10 +143,36 @@ function readVersions(p: Problems, v: unknown, path: string): VersionConfig[] {
 }
 
 function readVersion(p: Problems, v: unknown, path: string): VersionConfig {
-  const o = mapping(p, v, path, ['name', 'url']);
+  const o = mapping(p, v, path, ['name', 'url', 'protocol', 'tls']);
   if (!o) return PLACEHOLDER.version;
   const name = readName(p, o.name, join(path, 'name'));
-  return { name, ...readUpstreamUrl(p, o.url, join(path, 'url')) };
+  const target = readUpstreamUrl(p, o.url, join(path, 'url'));
+  const https = target.url.startsWith('https:');
+  const protocol = readEnum(p, o.protocol, join(path, 'protocol'), UPSTREAM_PROTOCOLS, 'http1' as const);
+  if (target.url !== '' && protocol === 'h2c' && https) p.add(join(path, 'protocol'), 'h2c is cleartext HTTP/2: use an http: URL, or protocol h2 for HTTP/2 over TLS');
+  if (target.url !== '' && protocol === 'h2' && !https) p.add(join(path, 'protocol'), 'h2 is HTTP/2 over TLS: use an https: URL, or protocol h2c for cleartext HTTP/2');
+  let tls: UpstreamTlsConfig | null = null;
+  if (o.tls != null) {
+    if (target.url !== '' && !https) p.add(join(path, 'tls'), 'TLS settings need an https: URL');
+    tls = readUpstreamTls(p, o.tls, join(path, 'tls'));
+  }
+  return { name, ...target, protocol, tls };
+}
+
+/** There is deliberately no "insecure" switch: a private CA goes in `ca`. */
+function readUpstreamTls(p: Problems, v: unknown, path: string): UpstreamTlsConfig | null {
+  const o = mapping(p, v, path, ['ca', 'cert', 'key', 'servername']);
+  if (!o) return null;
+  const cert = readPemFile(p, o.cert, join(path, 'cert'), 'certificate', false);
+  const key = readPemFile(p, o.key, join(path, 'key'), 'key', false);
+  if ((cert === '') !== (key === '')) p.add(join(path, cert === '' ? 'cert' : 'key'), 'a client certificate needs both cert and key');
+  let servername: string | null = null;
+  if (o.servername != null) {
+    if (typeof o.servername === 'string' && HOST_RE.test(o.servername.toLowerCase())) servername = o.servername.toLowerCase();
+    else expected(p, join(path, 'servername'), 'a host name', o.servername, null);
+  }
+  const ca = readPemFile(p, o.ca, join(path, 'ca'), 'certificate', false);
+  return { ca: ca || null, cert: cert || null, key: key || null, servername };
 }
 
 function readUpstreamUrl(p: Problems, v: unknown, path: string): { url: string; basePath: string } {

@@ -22,12 +22,31 @@ export interface RuleConfig {
   readonly version: string;
 }
 
+/** How Sluice talks to a version: HTTP/1.1 (cleartext or TLS), h2c (cleartext HTTP/2, prior knowledge) or h2 (HTTP/2 over TLS). */
+export type UpstreamProtocol = 'http1' | 'h2c' | 'h2';
+export const UPSTREAM_PROTOCOLS: readonly UpstreamProtocol[] = ['http1', 'h2c', 'h2'];
+
+/** TLS towards an https: version. Files are PEM, read when the process starts; null: the default (system CAs, no client certificate). */
+export interface UpstreamTlsConfig {
+  /** CA bundle that replaces the system CAs for this version (a private CA). */
+  readonly ca: string | null;
+  /** Client certificate and key (mTLS); both or neither. */
+  readonly cert: string | null;
+  readonly key: string | null;
+  /** Server name sent in SNI and verified against the certificate; null: the URL's host. */
+  readonly servername: string | null;
+}
+
 export interface VersionConfig {
   readonly name: string;
   /** Origin only (`http://host:port`), normalised by the URL parser. */
   readonly url: string;
   /** Optional path prefix of the upstream URL (`http://h/api` → `/api`), '' when none. */
   readonly basePath: string;
+  /** http1 unless set; h2c needs an http: URL, h2 an https: one. */
+  readonly protocol: UpstreamProtocol;
+  /** Only for https: URLs; null: verify against the system CAs. */
+  readonly tls: UpstreamTlsConfig | null;
 }
 
 export interface MirrorConfig {
@@ -66,6 +85,13 @@ export interface RouteConfig {
   readonly sticky: StickyConfig | null;
   readonly mirror: readonly MirrorConfig[];
   readonly timeouts: TimeoutsConfig;
+  readonly grpc: GrpcRouteConfig;
+}
+
+/** How gRPC calls on a route are judged. */
+export interface GrpcRouteConfig {
+  /** Bit i set: a call ending with grpc-status i counts as the version's error. */
+  readonly errorCodes: number;
 }
 
 export interface AdminConfig {
@@ -76,6 +102,32 @@ export interface AdminConfig {
 export interface ListenAddress {
   readonly host: string;
   readonly port: number;
+}
+
+/** One certificate and its key, PEM files. */
+export interface CertificateFiles {
+  readonly cert: string;
+  readonly key: string;
+}
+
+/** A certificate served to clients asking (SNI) for one of `hosts` (lower-case; `*.example.com` matches one label). */
+export interface SniCertificate extends CertificateFiles {
+  readonly hosts: readonly string[];
+}
+
+/** TLS on the traffic listener. */
+export interface ListenerTlsConfig extends CertificateFiles {
+  /** Chosen by SNI before the default certificate (`cert`/`key`). */
+  readonly sni: readonly SniCertificate[];
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  /** How often the files are checked for a change (Kubernetes rotates mounted secrets in place). */
+  readonly reloadMs: number;
+}
+
+/** The traffic listener: where, with TLS or not, and whether HTTP/2 (h2 by ALPN, h2c by prior knowledge) is served beside HTTP/1.1. */
+export interface TrafficListenConfig extends ListenAddress {
+  readonly http2: boolean;
+  readonly tls: ListenerTlsConfig | null;
 }
 
 export interface ProxyOptions {
@@ -137,7 +189,7 @@ export const DEFAULT_MAX_REWARD = 1e9;
 export const DEFAULT_EXPOSURE_RETENTION_MS = 24 * 60 * 60 * 1000;
 
 export interface SluiceConfig {
-  readonly listen: ListenAddress;
+  readonly listen: TrafficListenConfig;
   readonly admin: AdminConfig;
   readonly store: StoreConfig;
   readonly proxy: ProxyOptions;

@@ -136,9 +136,14 @@ export class ProxyServer {
     const current = this.route(routeName);
     if (current.route.byName.has(name)) return current;
     const parsed = new URL(url);
+    // A candidate speaks what the route's baseline speaks (a gRPC service's new version is one too), over TLS if its URL says so.
+    const base = current.route.config.versions[0]!;
+    const https = parsed.protocol === 'https:';
+    const protocol = base.protocol === 'http1' ? 'http1' : https ? 'h2' : 'h2c';
+    const tls = https && base.url.startsWith('https:') ? base.tls : null;
     const config = {
       ...current.route.config,
-      versions: [...current.route.config.versions, { name, url: parsed.origin, basePath: parsed.pathname.replace(/\/+$/, '') }],
+      versions: [...current.route.config.versions, { name, url: parsed.origin, basePath: parsed.pathname.replace(/\/+$/, ''), protocol, tls } as const],
       weights: { ...current.weights, [name]: 0 },
     };
     const next = routeState(compileRoute(config, this.upstreams, this.stats, current.route.trustForwarded, this.exposures), current.generation + 1, config.weights, current.slots);
