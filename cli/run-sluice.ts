@@ -3,6 +3,7 @@
  * (all-in-one mode). Used by the CLI, the demo and the tests, so that all
  * three run exactly the same wiring.
  */
+import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createAdminServer } from '../admin/admin-server.js';
@@ -103,5 +104,6 @@ export async function listenOrExplain(what: string, at: { host: string; port: nu
 export function urlOf(app: FastifyInstance): string {
   const a = app.server.address() as AddressInfo;
   const host = a.family === 'IPv6' ? `[${a.address}]` : a.address;
-  return `http://${host === '0.0.0.0' ? '127.0.0.1' : host}:${a.port}`;
+  const scheme = app.server instanceof tls.Server ? 'https' : 'http';
+  return `${scheme}://${host === '0.0.0.0' ? '127.0.0.1' : host}:${a.port}`;
 }

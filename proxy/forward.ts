@@ -71,6 +71,29 @@ function withoutContentLength(headers: string[]): void {
   }
 }
 
+/** Where a response's reward goes: the version, the generation that chose it, the key's bucket and exposure. */
+export interface RewardTarget {
+  readonly version: Version;
+  readonly counts: GenerationCounts | null;
+  readonly bucket: number;
+  readonly exposure: Exposure | null;
+  readonly exposureSeq: number;
+}
+
+/**
+ * Counts one `x-sluice-reward` a response carried. One response, one request:
+ * a positive value converts it once. Beyond the bound (or not a number:
+ * ±Infinity, see clientResponseHeaders) it is no reward: its square would
+ * overflow the sums.
+ */
+export function creditReward(t: RewardTarget, reward: number, maxReward: number): void {
+  if (reward <= maxReward && reward >= -maxReward) {
+    const conversion = reward > 0 && (t.exposure === null || t.exposure.convert(t.exposureSeq));
+    t.version.stats.recordReward(reward, conversion, t.bucket);
+    t.counts?.recordReward(t.version.index, reward, conversion);
+  } else t.version.stats.rejectReward();
+}
+
 const UNFORWARDABLE_HEADERS = ['content-type', 'application/json; charset=utf-8'];
 
 export class ForwardHandler implements Dispatcher.DispatchHandler {
@@ -151,16 +174,8 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     this.status = status;
     this.#resumeUpstream = resume;
     const headers = clientResponseHeaders(rawHeaders, this.settings.versionHeader, this.version.name, this.rewardOut);
-    // One response, one request: a positive value converts it once.
     const reward = this.rewardOut.reward;
-    if (reward === reward) {
-      // Beyond the bound (or not a number: ±Infinity, see clientResponseHeaders) it is no reward: its square would overflow the sums.
-      if (reward <= this.settings.maxReward && reward >= -this.settings.maxReward) {
-        const conversion = reward > 0 && (this.exposure === null || this.exposure.convert(this.exposureSeq));
-        this.version.stats.recordReward(reward, conversion, this.bucket);
-        this.counts?.recordReward(this.version.index, reward, conversion);
-      } else this.version.stats.rejectReward();
-    }
+    if (reward === reward) creditReward(this, reward, this.settings.maxReward);
     if (this.settings.draining) this.res.shouldKeepAlive = false;
     // A 204 MUST NOT carry Content-Length (RFC 9110 §8.6); a 304's may stay: it describes the representation.
     if (status === 204) withoutContentLength(headers);

@@ -33,7 +33,7 @@ const INDEX_MASK = 0xff;
  * header map we route and frame by, yet `rawHeaders`, which we forward, keeps
  * them all: past it Content-Length or a Connection-listed name could go unseen.
  */
-const MAX_RAW_HEADERS = 2_000;
+export const MAX_RAW_HEADERS = 2_000;
 
 /**
  * Which version serves a request, packed in one number so nothing is
@@ -98,7 +98,7 @@ export interface TrafficContext {
 
 
 /** The version a valid pin names (not keyless: pinned load stays out of the sample-ratio check); -1 otherwise. */
-function pinned(state: RouteState, pin: string | string[], matcher: PinMatcher | null): number {
+export function pinnedVersion(state: RouteState, pin: string | string[], matcher: PinMatcher | null): number {
   if (matcher === null || typeof pin !== 'string') return -1;
   const name = matcher.version(pin);
   return name === null ? -1 : (state.route.byName.get(name)?.index ?? -1);
@@ -122,7 +122,7 @@ export function createRequestHandler(ctx: TrafficContext) {
     if (state === null) return sendError(res, new SluiceError('SLUICE_ROUTE_NOT_FOUND', `no route matches ${url}`));
 
     const pin = req.headers[PIN_HEADER];
-    const pinnedTo = pin === undefined ? -1 : pinned(state, pin, pinMatcher);
+    const pinnedTo = pin === undefined ? -1 : pinnedVersion(state, pin, pinMatcher);
     // Read once: pick hashes it, the exposure log keeps it. Pinned (synthetic) load is no user's exposure.
     const key = pinnedTo >= 0 ? undefined : stickyKey(state, req.headers);
     const picked = pinnedTo >= 0 ? pinnedTo : pick(state, req.headers, url, key);

@@ -3,7 +3,7 @@
  * and every header the peer names in `Connection` describe one connection,
  * not the message, and must not cross the proxy.
  */
-import type { IncomingMessage } from 'node:http';
+import type { IncomingHttpHeaders, IncomingMessage } from 'node:http';
 import { PIN_HEADER } from '../common/pin.js';
 
 const HOP_BY_HOP = new Set([
@@ -148,4 +148,107 @@ export function clientResponseHeaders(
 /** undici hands header buffers, Node's IncomingMessage (the upgrade path) latin1 strings. */
 function latin1(v: Buffer | string): string {
   return typeof v === 'string' ? v : v.toString('latin1');
+}
+
+// ---------------------------------------------------------------- HTTP/2 streams
+
+/**
+ * The upstream's request headers for a request that arrived over HTTP/2, the
+ * counterpart of upstreamRequestHeaders: pseudo-headers become the upstream's
+ * own (`:authority`, or Host for an HTTP/1.1 upstream), hop-by-hop ones go
+ * (HTTP/2 forbids them anyway) except `te: trailers`, which gRPC needs and
+ * only an HTTP/2 upstream may receive.
+ */
+export function upstreamHeadersOfStream(
+  h: IncomingHttpHeaders,
+  authority: string | undefined,
+  remote: string,
+  encrypted: boolean,
+  opts: { readonly trustForwarded: boolean; readonly keepBody: boolean; readonly h2: boolean; readonly hostSuffix: string },
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {};
+  let xff: string | undefined;
+  let sawProto = false;
+  let sawXHost = false;
+  for (const name in h) {
+    if (name.charCodeAt(0) === 58 /* : */) continue;
+    const value = h[name];
+    if (value === undefined) continue;
+    if (name === 'te') {
+      if (opts.h2 && value === 'trailers') out.te = value;
+      continue;
+    }
+    if (HOP_BY_HOP.has(name) || name === 'expect' || name === 'host' || name === PIN_HEADER) continue;
+    if (!opts.keepBody && name === 'content-length') continue;
+    if (name === 'x-forwarded-for') {
+      xff = Array.isArray(value) ? value.join(', ') : value;
+      continue;
+    }
+    if (name === 'forwarded' || name === 'x-forwarded-proto' || name === 'x-forwarded-host') {
+      if (!opts.trustForwarded) continue;
+      if (name === 'x-forwarded-proto') sawProto = true;
+      if (name === 'x-forwarded-host') sawXHost = true;
+    }
+    out[name] = value;
+  }
+  const proto = encrypted ? 'https' : 'http';
+  if (authority !== undefined) {
+    const host = authority + opts.hostSuffix;
+    if (opts.h2) out[':authority'] = host;
+    else out.host = host;
+  }
+  out['x-forwarded-for'] = xff === undefined ? remote : `${xff}, ${remote}`;
+  if (!sawProto) out['x-forwarded-proto'] = proto;
+  if (!sawXHost && authority !== undefined) out['x-forwarded-host'] = authority;
+  const element = forwardedElement(remote, proto, authority);
+  const prior = out.forwarded;
+  out.forwarded = prior === undefined ? element : `${Array.isArray(prior) ? prior.join(', ') : prior}, ${element}`;
+  return out;
+}
+
+/**
+ * An HTTP/2 upstream's response headers (or trailers) for the client: its
+ * pseudo-headers dropped, `x-sluice-reward` read and removed (the value, NaN
+ * or Infinity as in clientResponseHeaders, goes to `out.reward`), the version
+ * header set when `versionHeader` is given.
+ */
+export function clientHeadersOfStream(
+  h: IncomingHttpHeaders,
+  versionHeader: string | null,
+  versionName: string,
+  out: { reward: number },
+): Record<string, string | string[] | number> {
+  const headers: Record<string, string | string[] | number> = {};
+  for (const name in h) {
+    const value = h[name];
+    if (value === undefined || name.charCodeAt(0) === 58 /* : */ || HOP_BY_HOP.has(name)) continue;
+    if (name === REWARD_HEADER) {
+      out.reward = rewardValue(Array.isArray(value) ? value[0]! : value);
+      continue;
+    }
+    if (name === versionHeader) continue;
+    headers[name] = value;
+  }
+  if (versionHeader !== null) headers[versionHeader] = versionName;
+  return headers;
+}
+
+/** A flat [name, value, …] list (clientResponseHeaders) as the object node:http2 takes; repeated names become lists. */
+export function headerObject(flat: readonly string[], status: number): Record<string, string | string[] | number> {
+  const o: Record<string, string | string[] | number> = { ':status': status };
+  for (let i = 0; i < flat.length; i += 2) {
+    const name = flat[i]!.toLowerCase();
+    const prev = o[name];
+    const value = flat[i + 1]!;
+    if (prev === undefined) o[name] = value;
+    else if (Array.isArray(prev)) prev.push(value);
+    else o[name] = [String(prev), value];
+  }
+  return o;
+}
+
+/** Number('') is 0: an empty header must not read as a zero reward; anything not finite is Infinity (refused). */
+function rewardValue(text: string): number {
+  const v = Number(text);
+  return Number.isFinite(v) && text.trim() !== '' ? v : Number.POSITIVE_INFINITY;
 }

@@ -6,6 +6,7 @@
  */
 import type { Registry } from 'prom-client';
 import { createBaseRegistry, scraped, type ScrapedMetric, type ScrapedValue } from '../common/scrape.js';
+import { GRPC_CODES } from '../common/grpc-status.js';
 import type { RoutingTable } from './routing-table.js';
 import { CLIENT_ERROR_REASONS, DURATION_BUCKETS, MIRROR_OUTCOMES, RETRY_REASONS, UPSTREAM_ERROR_REASONS, type StatsRegistry } from './stats.js';
 
@@ -45,6 +46,23 @@ export function createMetricsRegistry(stats: StatsRegistry, table: () => Routing
       }
       return out;
     }),
+  );
+
+  add(
+    scraped(
+      'sluice_grpc_calls_total',
+      'gRPC calls by grpc-status (OK, UNAVAILABLE, …); the statuses in a route\'s grpc.errorCodes are also the version\'s errors.',
+      'counter',
+      () => {
+        const out: Value[] = [];
+        for (const s of stats.all()) {
+          s.byGrpcStatus.forEach((n, code) => {
+            if (n > 0) out.push({ value: n, labels: { route: s.route, version: s.version, grpc_status: GRPC_CODES[code]! } });
+          });
+        }
+        return out;
+      },
+    ),
   );
 
   add(

@@ -14,6 +14,9 @@ import { validateWeights } from '../config/routes.js';
 import type { SluiceConfig } from '../config/types.js';
 import type { ForwardSettings } from './forward.js';
 import { createRequestHandler, sendError } from './handle-request.js';
+import { createStreamHandler } from './handle-stream.js';
+import { createTrafficServer, ProtocolSwitch } from './listener.js';
+import type { ListenerCertificates } from './tls-certs.js';
 import { ExposureRegistry } from './exposures.js';
 import { createMetricsRegistry } from './metrics.js';
 import { SlowClients } from './slow-clients.js';
@@ -57,6 +60,9 @@ export class ProxyServer {
   #draining = false;
   #forward: ForwardSettings | null = null;
   #upgrades: UpgradeHandler | null = null;
+  /** HTTP/2 beside HTTP/1.1 on the traffic port (listener.ts); null when listen.http2 is off. */
+  #protocols: ProtocolSwitch | null = null;
+  #certificates: ListenerCertificates | null = null;
   readonly #listeners = new Set<(c: WeightsChange) => void>();
 
   constructor(
@@ -167,6 +173,8 @@ export class ProxyServer {
     if (this.#draining) return;
     this.#draining = true;
     if (this.#forward) this.#forward.draining = true;
+    this.#protocols?.closeSessions();
+    this.#certificates?.close();
     // Upgraded connections never finish on their own: without this the drain would wait its whole timeout.
     this.#upgrades?.closeAll();
     // server.close() closes only connections idle right now; keep-alive connections that finish
@@ -178,6 +186,7 @@ export class ProxyServer {
       if ((await Promise.race([closed, deadline])) === 'timeout') {
         this.log.warn({ drainTimeoutMs: this.config.proxy.drainTimeoutMs }, 'drain timeout: closing remaining connections');
         this.app.server.closeAllConnections();
+        this.#protocols?.destroySessions();
       }
     } finally {
       clearInterval(sweep);
@@ -191,6 +200,12 @@ export class ProxyServer {
     let traffic: ((request: FastifyRequest, reply: FastifyReply) => void) | null = null;
     const app = fastify({
       logger: false,
+      // HTTPS when listen.tls is set; HTTP/2 is put beside it below (ProtocolSwitch).
+      serverFactory: (handler) => {
+        const made = createTrafficServer(this.config.listen, handler, this.log);
+        this.#certificates = made.certificates;
+        return made.server;
+      },
       // find-my-way percent-decodes paths to match routes and refuses escapes that are not UTF-8 (%80,
       // caf%E9) or params past 100 characters. Sluice matches routes itself on the raw path and
       // forwards escapes as sent, so those requests go to its handler like any other.
@@ -205,6 +220,10 @@ export class ProxyServer {
       forceCloseConnections: 'idle',
       exposeHeadRoutes: false,
     });
+    // fastify sets these itself only on servers it makes.
+    app.server.keepAliveTimeout = p.keepAliveTimeoutMs;
+    app.server.requestTimeout = p.requestTimeoutMs;
+    app.server.setTimeout(0);
     app.server.headersTimeout = p.headersTimeoutMs;
     // Node enforces headersTimeout/requestTimeout only when it sweeps connections, every 30 s
     // by default: a slow-header client would hold a socket up to 30 s past its timeout.
@@ -231,6 +250,13 @@ export class ProxyServer {
     };
     this.#forward = forward;
     const handler = createRequestHandler({ table, forward, pinPrefix: `${this.pinToken}:` });
+    if (this.config.listen.http2) {
+      const onStream = createStreamHandler({ table, forward, pinPrefix: `${this.pinToken}:` });
+      this.#protocols = new ProtocolSwitch(app.server, this.config.listen.tls !== null, onStream, {
+        firstBytesMs: p.headersTimeoutMs,
+        idleMs: p.keepAliveTimeoutMs,
+      });
+    }
     // fastify routes 9 methods by default; a proxy forwards every one Node parses (WebDAV, PURGE, …).
     // Bodyless to fastify: it skips its body handling; ours streams whatever the framing says.
     const supported = new Set(app.supportedMethods);

@@ -6,13 +6,14 @@
  * and a new request always sees a whole table, old or new.
  */
 import type { Pool } from 'undici';
-import type { MirrorConfig, RouteConfig, StickyConfig, TimeoutsConfig } from '../config/types.js';
+import type { MirrorConfig, RouteConfig, StickyConfig, TimeoutsConfig, UpstreamProtocol } from '../config/types.js';
 import type { ExposureLog, ExposureRegistry } from './exposures.js';
 import { compileRule, type RulePredicate } from './match.js';
 import { prefixKey, underPrefix } from './path.js';
 import { initialSlots, reassignSlots } from '../common/slots.js';
 import type { GenerationCounts, RouteCounters, StatsRegistry, VersionStats } from './stats.js';
 import type { Upstreams } from './upstreams.js';
+import type { H2Upstream } from './h2-upstreams.js';
 
 export interface Version {
   readonly name: string;
@@ -20,6 +21,9 @@ export interface Version {
   readonly url: string;
   readonly basePath: string;
   readonly pool: Pool;
+  readonly protocol: UpstreamProtocol;
+  /** HTTP/2 sessions for streams that arrive over HTTP/2; null for http1 versions. */
+  readonly h2: H2Upstream | null;
   readonly stats: VersionStats;
 }
 
@@ -32,6 +36,7 @@ export interface Mirror extends Omit<MirrorConfig, 'version'> {
   readonly version: Version;
   /** Pool of the shadow's own, so a hung shadow never holds primary connections. */
   readonly pool: Pool;
+  readonly h2: H2Upstream | null;
   readonly gate: MirrorGate;
   /** proxy.trustForwarded, for the shadow's forwarding headers. */
   readonly trustForwarded: boolean;
@@ -58,6 +63,8 @@ export interface CompiledRoute {
   readonly sticky: StickyConfig | null;
   readonly mirrors: readonly Mirror[];
   readonly timeouts: TimeoutsConfig;
+  /** Bit i: a gRPC call ending with status i is the version's error. */
+  readonly grpcErrors: number;
   /** proxy.trustForwarded: keep the client's X-Forwarded-Proto/-Host and Forwarded (headers.ts). */
   readonly trustForwarded: boolean;
   /** Per-generation counts for the sample-ratio check; outlives tables, like the versions' stats. */
@@ -89,7 +96,9 @@ export function compileRoute(config: RouteConfig, upstreams: Upstreams, stats: S
       index,
       url: v.url,
       basePath: v.basePath,
-      pool: upstreams.get(v.url, 'primary', config.timeouts),
+      pool: upstreams.get(v, 'primary', config.timeouts),
+      protocol: v.protocol,
+      h2: upstreams.h2(v, 'primary', config.timeouts.connectMs),
       stats: stats.get(config.name, v.name),
     }),
   );
@@ -111,12 +120,14 @@ export function compileRoute(config: RouteConfig, upstreams: Upstreams, stats: S
       return {
         ...m,
         version,
-        pool: upstreams.get(version.url, 'shadow', { connectMs: config.timeouts.connectMs, requestMs: m.timeoutMs }),
+        pool: upstreams.get(config.versions[version.index]!, 'shadow', { connectMs: config.timeouts.connectMs, requestMs: m.timeoutMs }),
+        h2: upstreams.h2(config.versions[version.index]!, 'shadow', config.timeouts.connectMs),
         gate: { inFlight: 0 },
         trustForwarded,
       };
     }),
     timeouts: config.timeouts,
+    grpcErrors: config.grpc.errorCodes,
     trustForwarded,
     counters: stats.route(config.name),
     exposures: config.sticky === null || exposures === null ? null : exposures.route(config.name),

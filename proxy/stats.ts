@@ -7,6 +7,7 @@
  * two snapshots of different replicas add up, and re-sending one is harmless
  * (the snapshot types and their sums: common/snapshots.ts).
  */
+import { GRPC_CODES } from '../common/grpc-status.js';
 import { LatencySketch } from '../common/sketch.js';
 import { GENERATION_FIELDS, USER_BUCKETS, type GenerationSnapshot, type VersionSnapshot } from '../common/snapshots.js';
 
@@ -56,6 +57,8 @@ export class VersionStats {
   readonly clientErrors = new Float64Array(CLIENT_ERROR_REASONS.length);
   readonly retries = new Float64Array(RETRY_REASONS.length);
   readonly mirror = new Float64Array(MIRROR_OUTCOMES.length);
+  /** gRPC calls by grpc-status (0–16); they count in `requests`/`errors` too (errors: route grpc.errorCodes). */
+  readonly byGrpcStatus = new Float64Array(GRPC_CODES.length);
   mirrorCompared = 0;
   rewards = 0;
   rewardSum = 0;
@@ -97,6 +100,11 @@ export class VersionStats {
    */
   countKeyless(): void {
     this.keyless++;
+  }
+
+  /** One finished gRPC call (after `record`, which counted it as a request and maybe an error). */
+  recordGrpc(code: number): void {
+    this.byGrpcStatus[code]! += 1;
   }
 
   recordUpstreamError(reason: number): void {

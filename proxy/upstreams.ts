@@ -6,7 +6,9 @@
  */
 import type { Socket } from 'node:net';
 import { buildConnector, Client, Pool, type Dispatcher } from 'undici';
-import type { ProxyOptions, TimeoutsConfig } from '../config/types.js';
+import type { ProxyOptions, TimeoutsConfig, VersionConfig } from '../config/types.js';
+import { H2Upstream } from './h2-upstreams.js';
+import { tlsKey, upstreamTlsOptions } from './upstream-tls.js';
 
 export type PoolRole = 'primary' | 'shadow';
 
@@ -74,8 +76,8 @@ function keepReadingAfterWriteError(socket: Socket): void {
   };
 }
 
-function connector(connectMs: number): buildConnector.connector {
-  const connect = buildConnector({ timeout: connectMs });
+function connector(connectMs: number, tls: object): buildConnector.connector {
+  const connect = buildConnector({ timeout: connectMs, ...tls });
   return (options, callback) =>
     connect(options, (...args) => {
       if (args[0] === null && args[1]) keepReadingAfterWriteError(args[1]);
@@ -83,27 +85,53 @@ function connector(connectMs: number): buildConnector.connector {
     });
 }
 
+/** What a pool connects to: the origin, and how (protocol, TLS settings). */
+export type UpstreamTarget = Pick<VersionConfig, 'url' | 'protocol' | 'tls'>;
+
 export class Upstreams {
   readonly #pools = new Map<string, UpstreamPool>();
+  readonly #h2 = new Map<string, H2Upstream>();
 
   constructor(private readonly options: ProxyOptions) {}
 
-  get(origin: string, role: PoolRole, timeouts: TimeoutsConfig): UpstreamPool {
-    const key = `${role} ${origin} ${timeouts.connectMs} ${timeouts.requestMs}`;
+  /**
+   * The undici pool for a version: requests that arrive over HTTP/1.1, and
+   * HTTP/2 requests to http1 versions. h2 and h2c versions get undici's
+   * HTTP/2 client here (allowH2, useH2c), one connection carrying many streams.
+   */
+  get(target: UpstreamTarget, role: PoolRole, timeouts: TimeoutsConfig): UpstreamPool {
+    const key = `${role} ${target.url} ${target.protocol} ${timeouts.connectMs} ${timeouts.requestMs} ${tlsKey(target.tls)}`;
     let pool = this.#pools.get(key);
     if (!pool) {
-      pool = new UpstreamPool(origin, {
+      const h2 = target.protocol !== 'http1';
+      const tls = target.url.startsWith('https:') ? upstreamTlsOptions(target.tls) : {};
+      pool = new UpstreamPool(target.url, {
         connections: this.options.connectionsPerVersion,
-        pipelining: 1, // one slow response must not hold up others on the same connection
+        // HTTP/1.1: one slow response must not hold up others on the same connection. HTTP/2 multiplexes.
+        pipelining: h2 ? 100 : 1,
         keepAliveTimeout: this.options.upstreamKeepAliveMs,
         keepAliveMaxTimeout: this.options.upstreamKeepAliveMs,
         headersTimeout: timeouts.requestMs,
         bodyTimeout: timeouts.requestMs,
-        connect: connector(timeouts.connectMs),
-      });
+        connect: connector(timeouts.connectMs, tls),
+        ...(h2 ? { allowH2: true, useH2c: target.protocol === 'h2c' } : {}),
+      } as Pool.Options);
       this.#pools.set(key, pool);
     }
     return pool;
+  }
+
+  /** The node:http2 sessions of an h2/h2c version, for streams that arrive over HTTP/2 (h2-upstreams.ts); null for http1. */
+  h2(target: UpstreamTarget, role: PoolRole, connectMs: number): H2Upstream | null {
+    if (target.protocol === 'http1') return null;
+    const key = `${role} ${target.url} ${target.protocol} ${connectMs} ${tlsKey(target.tls)}`;
+    let up = this.#h2.get(key);
+    if (!up) {
+      const tls = target.protocol === 'h2' ? upstreamTlsOptions(target.tls) : null;
+      up = new H2Upstream(target.url, target.protocol, tls, connectMs, this.options.upstreamKeepAliveMs);
+      this.#h2.set(key, up);
+    }
+    return up;
   }
 
   /** Sockets held by every pool: connected, and in use, for leak checks and /stats. */
@@ -115,7 +143,11 @@ export class Upstreams {
   }
 
   async close(): Promise<void> {
-    await Promise.all([...this.#pools.values()].map((p) => p.close().catch(() => p.destroy())));
+    await Promise.all([
+      ...[...this.#pools.values()].map((p) => p.close().catch(() => p.destroy())),
+      ...[...this.#h2.values()].map((u) => u.close()),
+    ]);
     this.#pools.clear();
+    this.#h2.clear();
   }
 }

@@ -1,0 +1,118 @@
+/**
+ * HTTP/2 connections to h2c and h2 versions, for streams that arrive over
+ * HTTP/2 (gRPC above all). node:http2 directly, not undici: a proxied gRPC
+ * call needs the upstream's RST_STREAM code, trailers-only answers, streams
+ * that may idle for minutes and both directions flowing at once, and undici's
+ * h2 client reduces the first two to a generic error and times out the third
+ * (bench/README.md, "HTTP/2 upstreams").
+ *
+ * One session per version, a second one only when the first has as many
+ * streams open as the upstream allows. A session that fails, goes away or
+ * idles past the keep-alive is replaced on the next stream.
+ */
+import http2, { type ClientHttp2Session, type ClientHttp2Stream, type OutgoingHttpHeaders, type SecureClientSessionOptions } from 'node:http2';
+import type { UpstreamProtocol } from '../config/types.js';
+import type { UpstreamTlsOptions } from './upstream-tls.js';
+
+const kStreams = Symbol('sluice.openStreams');
+type Session = ClientHttp2Session & { [kStreams]: number };
+
+/** Streams the upstream's SETTINGS allow at once, when it has not said yet: RFC 9113 §6.5.2 recommends ≥ 100. */
+const ASSUMED_MAX_STREAMS = 100;
+
+function onStreamClose(this: ClientHttp2Stream & { session: Session }): void {
+  const s = this.session as Session | undefined;
+  if (s !== undefined) s[kStreams]--;
+}
+
+export class H2Upstream {
+  readonly #sessions: Session[] = [];
+  #closed = false;
+
+  constructor(
+    readonly origin: string,
+    readonly protocol: Exclude<UpstreamProtocol, 'http1'>,
+    private readonly tls: UpstreamTlsOptions | null,
+    private readonly connectMs: number,
+    private readonly idleMs: number,
+  ) {}
+
+  /** Opens a stream; errors (refused connection, GOAWAY) arrive on it as 'error'. */
+  request(headers: OutgoingHttpHeaders, endStream: boolean): ClientHttp2Stream {
+    const session = this.#session();
+    session[kStreams]++;
+    const stream = session.request(headers, { endStream });
+    stream.once('close', onStreamClose);
+    return stream;
+  }
+
+  #session(): Session {
+    const list = this.#sessions;
+    for (let i = 0; i < list.length; i++) {
+      const s = list[i]!;
+      if (s.closed || s.destroyed) {
+        list.splice(i--, 1);
+        continue;
+      }
+      const max = s.remoteSettings?.maxConcurrentStreams ?? ASSUMED_MAX_STREAMS;
+      if (s[kStreams] < max) return s;
+    }
+    return this.#connect();
+  }
+
+  #connect(): Session {
+    if (this.#closed) throw Object.assign(new Error('upstream closed'), { code: 'UND_ERR_CLOSED' });
+    const options: SecureClientSessionOptions = {
+      ...(this.tls ?? {}),
+      // Our peer for a whole session's lifetime is one upstream; its settings are its own business.
+      peerMaxConcurrentStreams: ASSUMED_MAX_STREAMS,
+    };
+    const s = http2.connect(this.origin, options) as Session;
+    s[kStreams] = 0;
+    this.#sessions.push(s);
+    // A connect that hangs fails its streams instead of leaving them waiting for ever.
+    const timer = setTimeout(() => {
+      if (!s.connecting) return; // connected meanwhile
+      const err = Object.assign(new Error(`connect to ${this.origin} timed out`), { code: 'UND_ERR_CONNECT_TIMEOUT' });
+      s.destroy(err);
+    }, this.connectMs);
+    timer.unref();
+    s.once('connect', () => clearTimeout(timer));
+    // Errors reach every open stream; the session's own 'error' just needs a listener.
+    s.on('error', () => {});
+    s.once('close', () => {
+      clearTimeout(timer);
+      const i = this.#sessions.indexOf(s);
+      if (i >= 0) this.#sessions.splice(i, 1);
+    });
+    s.once('goaway', () => {
+      const i = this.#sessions.indexOf(s);
+      if (i >= 0) this.#sessions.splice(i, 1);
+    });
+    // Idle: no stream for idleMs. Node's session timeout counts activity, so an open but quiet stream would trip it too.
+    s.setTimeout(this.idleMs, () => {
+      if (s[kStreams] === 0) s.close();
+    });
+    s.unref();
+    return s;
+  }
+
+  /** Sessions open and streams on them, for /stats and leak checks. */
+  stats(): { sessions: number; streams: number } {
+    let streams = 0;
+    for (const s of this.#sessions) streams += s[kStreams];
+    return { sessions: this.#sessions.length, streams };
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true;
+    await Promise.all(this.#sessions.map((s) => new Promise<void>((resolve) => (s.destroyed ? resolve() : s.close(() => resolve())))));
+    this.#sessions.length = 0;
+  }
+
+  destroy(): void {
+    this.#closed = true;
+    for (const s of this.#sessions) s.destroy();
+    this.#sessions.length = 0;
+  }
+}

@@ -1,0 +1,117 @@
+/**
+ * The request path for HTTP/2 streams (h2 by ALPN, h2c by prior knowledge),
+ * start to end: the same choice as handle-request.ts — route (authority,
+ * path prefix) → rule → sticky key → weighted slot — made per stream, not per
+ * connection; then an h2/h2c version gets the stream over HTTP/2
+ * (stream-to-h2.ts) and an http1 version through its undici pool
+ * (stream-to-h1.ts). StreamCall (stream-call.ts) answers and counts.
+ */
+import { constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { SluiceError } from '../common/errors.js';
+import { GRPC_UNIMPLEMENTED } from '../common/grpc-status.js';
+import { PIN_HEADER, PinMatcher } from '../common/pin.js';
+import { countChoice, originForm, pick, pinnedVersion, stickyKey, bucketOf, BY_SLOT, MAX_RAW_HEADERS, type TrafficContext } from './handle-request.js';
+import { grpcErrorHeaders, grpcStatusOfHttp, grpcTimeoutMs, isGrpc } from './grpc.js';
+import { planStreamMirrors } from './stream-mirror.js';
+import { upstreamHeadersOfStream } from './headers.js';
+import { normalisePath } from './path.js';
+import { StreamCall } from './stream-call.js';
+import { forwardToH1 } from './stream-to-h1.js';
+import { forwardToH2 } from './stream-to-h2.js';
+
+const INDEX_MASK = 0xff;
+
+function ignore(): void {}
+
+/** Sluice's own refusal of a stream: JSON as on HTTP/1.1, or a gRPC status for a gRPC call. */
+export function refuseStream(stream: ServerHttp2Stream, grpc: boolean, err: SluiceError): void {
+  if (stream.destroyed || stream.closed) return;
+  try {
+    if (grpc) {
+      const code = err.code === 'SLUICE_ROUTE_NOT_FOUND' ? GRPC_UNIMPLEMENTED : grpcStatusOfHttp(err.status);
+      stream.respond(grpcErrorHeaders(code, `sluice: ${err.message}`), { endStream: true });
+      return;
+    }
+    const body = JSON.stringify(err.toJSON());
+    stream.respond({ ':status': err.status, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(body) });
+    stream.end(body);
+  } catch {
+    // reset by the client meanwhile
+  }
+}
+
+export function createStreamHandler(ctx: TrafficContext) {
+  const settings = ctx.forward;
+  const pinMatcher = ctx.pinPrefix === null ? null : new PinMatcher(ctx.pinPrefix);
+  return function handleStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders, flags: number, rawHeaders: string[]): void {
+    const startMs = performance.now();
+    // Resets and aborts are judged on 'close' (StreamCall.clientGone); an unhandled 'error' would end the process.
+    stream.on('error', ignore);
+    const grpc = isGrpc(headers['content-type']);
+    const method = headers[':method']!;
+    // Extended CONNECT (RFC 8441) is not offered; plain CONNECT would make Sluice a tunnel to anywhere.
+    if (method === 'CONNECT') return refuseStream(stream, grpc, new SluiceError('SLUICE_METHOD_NOT_IMPLEMENTED', 'CONNECT is not forwarded: Sluice is a reverse proxy'));
+    if (rawHeaders.length > MAX_RAW_HEADERS) return refuseStream(stream, grpc, new SluiceError('SLUICE_TOO_MANY_HEADERS'));
+    const target = originForm(headers[':path'] ?? '');
+    if (target === null) return refuseStream(stream, grpc, new SluiceError('SLUICE_BAD_REQUEST', 'request target must be a path'));
+    const url = normalisePath(target);
+    if (url === null) return refuseStream(stream, grpc, new SluiceError('SLUICE_PATH_INVALID'));
+    const authority = headers[':authority'] ?? headers.host;
+    const state = ctx.table().match(authority, url);
+    if (state === null) return refuseStream(stream, grpc, new SluiceError('SLUICE_ROUTE_NOT_FOUND', `no route matches ${url}`));
+
+    const pin = headers[PIN_HEADER];
+    const pinnedTo = pin === undefined ? -1 : pinnedVersion(state, pin, pinMatcher);
+    const key = pinnedTo >= 0 ? undefined : stickyKey(state, headers);
+    const picked = pinnedTo >= 0 ? pinnedTo : pick(state, headers, url, key);
+    const version = state.route.versions[picked & INDEX_MASK]!;
+    countChoice(state, picked, version.stats);
+    const call = new StreamCall(stream, state.route, version, grpc, startMs, settings);
+    call.counts = state.counts;
+    call.bucket = bucketOf(picked);
+    const log = state.route.exposures;
+    if (key !== undefined && log !== null) {
+      const exposure = log.record(key, picked & INDEX_MASK, state, (picked & BY_SLOT) !== 0);
+      if (exposure !== null) {
+        call.exposure = exposure;
+        call.exposureSeq = exposure.seq;
+      }
+    }
+    // gRPC: the client's deadline is the call's; nothing else bounds it, as a stream may idle for as long as
+    // it likes. Others: the route's request timeout bounds the wait for response headers, as on HTTP/1.1.
+    const deadline = grpc ? grpcTimeoutMs(headers['grpc-timeout']) : state.route.timeouts.requestMs;
+    if (deadline >= 0) call.deadline(deadline);
+
+    const hasBody = (flags & h2.NGHTTP2_FLAG_END_STREAM) === 0;
+    const socket = stream.session?.socket;
+    const remote = socket?.remoteAddress ?? '';
+    const encrypted = (socket as { encrypted?: boolean } | undefined)?.encrypted === true;
+    const toH2 = version.h2 !== null;
+    const upHeaders = upstreamHeadersOfStream(headers, authority, remote, encrypted, {
+      trustForwarded: state.route.trustForwarded, keepBody: hasBody, h2: toH2, hostSuffix: '',
+    });
+    const path = version.basePath + url;
+    if (state.route.mirrors.length > 0) {
+      const shadowHeaders = toH2
+        ? upstreamHeadersOfStream(headers, authority, remote, encrypted, { trustForwarded: state.route.trustForwarded, keepBody: hasBody, h2: false, hostSuffix: '' })
+        : upHeaders;
+      const mirrors = planStreamMirrors(state.route.mirrors, shadowHeaders, method, url, grpc, Number(headers['content-length'] ?? 0));
+      if (mirrors !== null) {
+        call.mirrors = mirrors;
+        if (!hasBody) mirrors.requestEnd();
+        else {
+          stream.on('data', (chunk: Buffer) => mirrors.requestData(chunk));
+          stream.once('end', () => mirrors.requestEnd());
+        }
+      }
+    }
+    if (toH2) {
+      upHeaders[':method'] = method;
+      upHeaders[':path'] = path;
+      upHeaders[':scheme'] = version.protocol === 'h2' ? 'https' : 'http';
+      forwardToH2(call, upHeaders, hasBody);
+    } else {
+      forwardToH1(call, method, path, upHeaders, hasBody && method !== 'GET' && method !== 'HEAD' ? stream : null);
+    }
+  };
+}

@@ -1,0 +1,260 @@
+/**
+ * One request that arrived as an HTTP/2 stream, from its version being chosen
+ * to its outcome being counted: answering the client (headers, data,
+ * trailers), Sluice's own errors (as gRPC statuses for gRPC calls), the
+ * deadline, the client going away, and what the version is charged with.
+ * The upstream side is stream-to-h2.ts or stream-to-h1.ts.
+ */
+import { constants as h2, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { ERRORS } from '../common/errors.js';
+import { GRPC_CANCELLED, GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE } from '../common/grpc-status.js';
+import { creditReward, type ForwardSettings, type RewardTarget } from './forward.js';
+import type { Exposure } from './exposures.js';
+import { encodeGrpcMessage, grpcErrorHeaders, grpcOutcome, grpcStatusOfHttp } from './grpc.js';
+import type { CompiledRoute, Version } from './routing-table.js';
+import type { BufferHold, PoolGate, SlowClientState } from './slow-clients.js';
+import type { StreamMirrors } from './stream-mirror.js';
+import { REASON_INDEX, STATUS_CLIENT_CLOSED, type GenerationCounts } from './stats.js';
+import { upstreamErrorBody, type UpstreamFailure } from './upstream-errors.js';
+
+export type ResponseHeaders = Record<string, string | string[] | number>;
+
+const TIMEOUT_FAILURE: UpstreamFailure = Object.freeze({ reason: 'timeout', reasonIndex: REASON_INDEX.timeout, code: 'SLUICE_UPSTREAM_TIMEOUT', status: 504 });
+
+export class StreamCall implements RewardTarget, SlowClientState {
+  /** The HTTP status sent to the client (0: nothing yet). */
+  status = 0;
+  #finished = false;
+  #responded = false;
+  /** The gRPC status Sluice put in the trailers itself (deadline, upstream failure); -1: the upstream's. */
+  #ownStatus = -1;
+  #upstreamHeaders: IncomingHttpHeaders | null = null;
+  #trailers: IncomingHttpHeaders | null = null;
+  #timer: NodeJS.Timeout | null = null;
+  /** Stops the upstream side (cancels its stream or request). */
+  cancelUpstream: (() => void) | null = null;
+  readonly rewardOut = { reward: Number.NaN };
+  bucket = -1;
+  counts: GenerationCounts | null = null;
+  exposure: Exposure | null = null;
+  exposureSeq = 0;
+  hold: BufferHold | null = null;
+  gate: PoolGate | null = null;
+  /** Shadow copies of this call (stream-mirror.ts); null when no mirror fired. */
+  mirrors: StreamMirrors | null = null;
+
+  constructor(
+    readonly stream: ServerHttp2Stream,
+    readonly route: CompiledRoute,
+    readonly version: Version,
+    readonly grpc: boolean,
+    readonly startMs: number,
+    readonly settings: ForwardSettings,
+  ) {
+    stream.once('close', () => this.clientGone());
+  }
+
+  get finished(): boolean {
+    return this.#finished;
+  }
+
+  get responded(): boolean {
+    return this.#responded;
+  }
+
+  /** Ends the call at `ms` from now unless it ended before: the gRPC deadline, or the wait for response headers. */
+  deadline(ms: number): void {
+    this.#timer = setTimeout(() => this.#timedOut(), ms);
+  }
+
+  /** Response headers arrived: a header wait (not a gRPC deadline, which covers the whole call) ends. */
+  clearHeaderDeadline(): void {
+    if (this.grpc || this.#timer === null) return;
+    clearTimeout(this.#timer);
+    this.#timer = null;
+  }
+
+  /**
+   * Sends the upstream's response headers. `end`: they end the response
+   * (trailers-only gRPC answer, or no body). Otherwise the stream waits for
+   * trailers, which `complete` sends once the body is through.
+   */
+  respond(status: number, headers: ResponseHeaders, upstream: IncomingHttpHeaders | null, end: boolean): boolean {
+    if (this.#finished) return false;
+    const reward = this.rewardOut.reward;
+    if (reward === reward) {
+      creditReward(this, reward, this.settings.maxReward);
+      this.rewardOut.reward = Number.NaN;
+    }
+    this.status = status;
+    this.#upstreamHeaders = upstream;
+    headers[':status'] = status;
+    try {
+      this.stream.respond(headers as OutgoingHttpHeaders, end ? { endStream: true } : { waitForTrailers: true });
+    } catch {
+      // The client reset the stream meanwhile (its 'close' is on its way), or the upstream sent a header HTTP/2 forbids.
+      if (this.stream.destroyed || this.stream.closed) return false;
+      this.failed(new Error('response headers refused'), { reason: 'protocol', reasonIndex: REASON_INDEX.protocol, code: 'SLUICE_UPSTREAM_ERROR', status: 502 }, -1);
+      return false;
+    }
+    this.#responded = true;
+    if (end) this.#finish(false);
+    else this.stream.once('wantTrailers', () => this.#sendTrailers());
+    return true;
+  }
+
+  /** The upstream's trailers (gRPC's status lives there); sent once the body is through. */
+  setTrailers(trailers: IncomingHttpHeaders): void {
+    this.#trailers = trailers;
+  }
+
+  /** The body is through: end the client's stream, which then asks for the trailers. */
+  endBody(): void {
+    if (!this.stream.writableEnded) this.stream.end();
+  }
+
+  #sendTrailers(): void {
+    const own = this.#ownStatus;
+    let out: ResponseHeaders = {};
+    if (own >= 0) out = { 'grpc-status': String(own), 'grpc-message': this.#ownMessage };
+    else if (this.#trailers !== null) {
+      const rewardOut = this.rewardOut;
+      for (const name in this.#trailers) {
+        const v = this.#trailers[name];
+        if (v === undefined || name.charCodeAt(0) === 58) continue;
+        if (name === 'x-sluice-reward') {
+          const text = Array.isArray(v) ? v[0]! : v;
+          const n = Number(text);
+          rewardOut.reward = Number.isFinite(n) && text.trim() !== '' ? n : Number.POSITIVE_INFINITY;
+          continue;
+        }
+        out[name] = v;
+      }
+      const reward = rewardOut.reward;
+      if (reward === reward) creditReward(this, reward, this.settings.maxReward);
+    }
+    try {
+      this.stream.sendTrailers(out as OutgoingHttpHeaders);
+    } catch {
+      // the client reset the stream as we finished
+    }
+    if (own < 0) this.#finish(false);
+  }
+
+  #ownMessage = '';
+
+  /**
+   * The upstream failed (connect, reset, timeout). Before the response
+   * headers the client gets Sluice's error — a gRPC status for a gRPC call —;
+   * after them a gRPC call gets it in its trailers and anything else a reset
+   * stream. `grpcCode` -1: the failure's usual code.
+   */
+  failed(err: Error, f: UpstreamFailure, grpcCode: number): void {
+    if (this.#finished) return;
+    const { stats, name } = this.version;
+    stats.recordUpstreamError(f.reasonIndex);
+    this.settings.onUpstreamError(err, this.route.name, name, f.reason);
+    // Stopped after the call is counted: undici's abort calls back synchronously, which must find it finished.
+    const cancel = this.cancelUpstream;
+    this.cancelUpstream = null;
+    const message = `sluice: version ${name} of route ${this.route.name}: ${ERRORS[f.code].message}`;
+    if (this.grpc) {
+      const code = grpcCode >= 0 ? grpcCode : f.reason === 'timeout' ? GRPC_DEADLINE_EXCEEDED : GRPC_UNAVAILABLE;
+      this.#ownStatus = code;
+      this.#ownMessage = encodeGrpcMessage(message);
+      if (!this.#responded) this.#sendOwn(grpcErrorHeaders(code, message, this.#versionHeaders()), true);
+      else this.endBody(); // → wantTrailers → our status
+      this.status = this.status || 200;
+      this.#finish(true);
+      cancel?.();
+      return;
+    }
+    if (!this.#responded) {
+      const body = upstreamErrorBody(f, this.route.name, name);
+      this.status = f.status;
+      this.#sendOwn({ ':status': f.status, 'content-type': 'application/json; charset=utf-8', ...this.#versionHeaders() }, false, body);
+    } else if (!this.stream.destroyed) {
+      // Too late for a status: reset the stream so the client sees a broken response, not a short one.
+      this.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
+    }
+    this.#finish(true);
+    cancel?.();
+  }
+
+  /** Sheds the call (the version's queue is full): 503, or UNAVAILABLE. */
+  shed(): void {
+    const message = `version ${this.version.name} of route ${this.route.name} has too many requests waiting for a connection`;
+    this.status = this.grpc ? 200 : 503;
+    if (this.grpc) this.#sendOwn(grpcErrorHeaders(GRPC_UNAVAILABLE, message, this.#versionHeaders()), true);
+    else this.#sendOwn({ ':status': 503, 'content-type': 'application/json; charset=utf-8', 'retry-after': '1', ...this.#versionHeaders() }, false, JSON.stringify({ error: { code: 'SLUICE_OVERLOADED', message } }));
+    this.#finished = true;
+    this.version.stats.record(503, performance.now() - this.startMs, false);
+    if (this.grpc) this.version.stats.recordGrpc(GRPC_UNAVAILABLE);
+  }
+
+  #versionHeaders(): Record<string, string> {
+    const h = this.settings.versionHeader;
+    return h === null ? {} : { [h]: this.version.name };
+  }
+
+  #sendOwn(headers: ResponseHeaders, end: boolean, body?: string): void {
+    if (this.stream.destroyed || this.stream.closed || this.stream.headersSent) return;
+    try {
+      this.stream.respond(headers as OutgoingHttpHeaders, { endStream: end });
+      if (!end) this.stream.end(body);
+      this.#responded = true;
+    } catch {
+      // the client reset the stream meanwhile
+    }
+  }
+
+  #timedOut(): void {
+    this.#timer = null;
+    if (this.#finished) return;
+    this.failed(new Error(this.grpc ? 'grpc-timeout reached' : 'no response headers in time'), TIMEOUT_FAILURE, GRPC_DEADLINE_EXCEEDED);
+  }
+
+  /** The client's stream closed: after a normal end that is nothing; before it, the client left (499, CANCELLED). */
+  clientGone(): void {
+    if (this.#finished) return;
+    this.status = STATUS_CLIENT_CLOSED;
+    this.#finish(false, GRPC_CANCELLED);
+    this.cancelUpstream?.();
+  }
+
+  /**
+   * Counts the call. A gRPC call is the version's error when its status is in
+   * the route's grpc.errorCodes or Sluice failed it (`failed`); other calls
+   * when the status is 5xx or the stream broke.
+   */
+  #finish(failed: boolean, grpcCode = -1): void {
+    this.#finished = true;
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
+    this.settings.slow.leave(this);
+    const latencyMs = performance.now() - this.startMs;
+    const stats = this.version.stats;
+    const ok = !failed && grpcCode < 0;
+    if (!this.grpc) {
+      stats.record(this.status, latencyMs, failed);
+      if (this.mirrors !== null) this.#primaryDone(this.status, ok);
+      return;
+    }
+    const code = grpcCode >= 0 ? grpcCode : this.#ownStatus >= 0 ? this.#ownStatus : grpcOutcome(this.status, this.#upstreamHeaders, this.#trailers);
+    const judged = failed || (this.route.grpcErrors & (1 << code)) !== 0;
+    stats.record(this.status, latencyMs, judged);
+    stats.recordGrpc(code);
+    if (this.mirrors !== null) this.#primaryDone(code, ok);
+  }
+
+  #primaryDone(compared: number, ok: boolean): void {
+    const m = this.mirrors!;
+    this.mirrors = null;
+    m.responseStatus(compared);
+    m.primaryDone(ok);
+  }
+}
+
+export { grpcStatusOfHttp };
