@@ -96,7 +96,7 @@ describe('parseDuration / parseSize', () => {
 describe('a valid config', () => {
   it('parses the contract example with defaults filled in', () => {
     const c = parseConfig(PRODUCT_EXAMPLE, { env: ENV });
-    assert.deepEqual(c.listen, { host: '0.0.0.0', port: 8080 });
+    assert.deepEqual(c.listen, { host: '0.0.0.0', port: 8080, http2: true, tls: null });
     assert.deepEqual(c.admin, { listen: { host: '127.0.0.1', port: 9901 }, token: 'tok-123' });
     assert.deepEqual(c.store, { redis: 'redis://127.0.0.1:6379' });
     assert.equal(c.logLevel, 'info');
@@ -132,9 +132,9 @@ describe('a valid config', () => {
       },
     );
     assert.deepEqual(r.versions, [
-      { name: 'v1', url: 'http://127.0.0.1:3001', basePath: '' },
-      { name: 'v2', url: 'http://127.0.0.1:3002', basePath: '' },
-      { name: 'v3', url: 'http://127.0.0.1:3003', basePath: '' },
+      { name: 'v1', url: 'http://127.0.0.1:3001', basePath: '', protocol: 'http1', tls: null },
+      { name: 'v2', url: 'http://127.0.0.1:3002', basePath: '', protocol: 'http1', tls: null },
+      { name: 'v3', url: 'http://127.0.0.1:3003', basePath: '', protocol: 'http1', tls: null },
     ]);
     assert.deepEqual(r.rules, [
       { match: { headers: [['x-canary', { kind: 'exact', value: 'true' }]], cookies: [], query: [] }, version: 'v2' },
@@ -185,7 +185,7 @@ mirror:
     assert.equal(r.host, '*.example.com');
     assert.equal(r.pathPrefix, '/');
     assert.deepEqual(r.weights, { v1: 100, v2: 0 });
-    assert.deepEqual(r.versions[1], { name: 'v2', url: 'https://svc.internal:8443', basePath: '/api/v2' });
+    assert.deepEqual(r.versions[1], { name: 'v2', url: 'https://svc.internal:8443', basePath: '/api/v2', protocol: 'http1', tls: null });
     assert.deepEqual(r.timeouts, { connectMs: 2000, requestMs: 30_000 });
     assert.deepEqual(r.sticky, { kind: 'header', name: 'x-user' });
     const [beta, id] = r.rules[0]!.match.headers;
@@ -209,7 +209,7 @@ mirror:
       routes: [{ name: 'r', versions: [{ name: 'v1', url: 'http://h' }] }],
     });
     const c = parseConfig(json, { env: {} });
-    assert.deepEqual(c.listen, { host: '0.0.0.0', port: 0 });
+    assert.deepEqual(c.listen, { host: '0.0.0.0', port: 0, http2: true, tls: null });
     assert.deepEqual(c.admin, { listen: { host: '::1', port: 9901 }, token: null });
     assert.equal(c.proxy.versionHeader, null);
     assert.equal(c.proxy.accessLog, true);
@@ -226,7 +226,7 @@ describe('${NAME} substitution', () => {
         `proxy: { connectionsPerVersion: \${CONNS}, accessLog: \${LOG} }\n${MINIMAL}`,
       { env: { PORT: '8081', HOST: '', CONNS: '8', LOG: 'true' } },
     );
-    assert.deepEqual(c.listen, { host: '127.0.0.1', port: 8081 });
+    assert.deepEqual(c.listen, { host: '127.0.0.1', port: 8081, http2: true, tls: null });
     assert.equal(c.admin.token, 'a${b}');
     assert.equal(c.logLevel, 'warn');
     // A substituted "8" is read as the number the author meant.
