@@ -65,7 +65,15 @@ export class StreamCall implements RewardTarget, SlowClientState {
   /** Ends the call at `ms` from now unless it ended before: the gRPC deadline, or the wait for response headers. */
   deadline(ms: number): void {
     this.#timer = setTimeout(() => this.#timedOut(), ms);
+    if (this.grpc) this.#deadlineAt = this.startMs + ms - Math.max(5, ms / 10);
   }
+
+  /**
+   * When a gRPC call counts as having reached its deadline: a client cancels
+   * its call at its deadline, in the same instant Sluice's timer would fire,
+   * and whichever is seen first the version did not answer in time.
+   */
+  #deadlineAt = Number.POSITIVE_INFINITY;
 
   /** Response headers arrived: a header wait (not a gRPC deadline, which covers the whole call) ends. */
   clearHeaderDeadline(): void {
@@ -217,6 +225,7 @@ export class StreamCall implements RewardTarget, SlowClientState {
   /** The client's stream closed: after a normal end that is nothing; before it, the client left (499, CANCELLED). */
   clientGone(): void {
     if (this.#finished) return;
+    if (performance.now() >= this.#deadlineAt) return this.#timedOut();
     this.status = STATUS_CLIENT_CLOSED;
     this.#finish(false, GRPC_CANCELLED);
     this.cancelUpstream?.();

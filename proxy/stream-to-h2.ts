@@ -53,14 +53,11 @@ export function forwardToH2(call: StreamCall, headers: Record<string, string | s
   up.once('close', () => {
     if (call.finished) return;
     const rst = up.rstCode ?? h2.NGHTTP2_NO_ERROR;
+    const cause = up.errored;
+    // The connection failed (refused, timed out, went away): the failure's own status, UNAVAILABLE.
+    if (cause !== null && (cause as { code?: string }).code !== 'ERR_HTTP2_STREAM_ERROR') return call.failed(cause, failureOf(cause), -1);
     if (call.responded && rst === h2.NGHTTP2_NO_ERROR) return; // ended cleanly: the client side finishes (wantTrailers)
     const err = new Error(`upstream stream closed (RST_STREAM ${rst})`);
-    const code = rst === h2.NGHTTP2_NO_ERROR ? GRPC_UNAVAILABLE : grpcStatusOfReset(rst);
-    call.failed(err, streamFailure(up, err), code);
+    call.failed(err, RESET, rst === h2.NGHTTP2_NO_ERROR ? GRPC_UNAVAILABLE : grpcStatusOfReset(rst));
   });
-}
-
-/** What ended an upstream stream that never finished: its session's error if it had one, else a reset. */
-function streamFailure(up: ClientHttp2Stream, fallback: Error): UpstreamFailure {
-  return failureOf(up.errored ?? fallback);
 }

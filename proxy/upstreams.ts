@@ -113,7 +113,8 @@ export class Upstreams {
         keepAliveMaxTimeout: this.options.upstreamKeepAliveMs,
         headersTimeout: timeouts.requestMs,
         bodyTimeout: timeouts.requestMs,
-        connect: connector(timeouts.connectMs, tls),
+        // Our connector is a function, so undici hands it no options of its own: h2c must be asked for here.
+        connect: connector(timeouts.connectMs, h2 ? { ...tls, allowH2: true, useH2c: target.protocol === 'h2c' } : tls),
         ...(h2 ? { allowH2: true, useH2c: target.protocol === 'h2c' } : {}),
       } as Pool.Options);
       this.#pools.set(key, pool);
