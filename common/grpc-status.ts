@@ -35,3 +35,6 @@ export function grpcCodeMask(names: readonly GrpcCodeName[]): number {
 }
 
 export const DEFAULT_GRPC_ERROR_MASK = grpcCodeMask(DEFAULT_GRPC_ERROR_CODES);
+
+/** Below it a deadline is the client's doing, not the version's (route grpc.minDeadline); real services' deadlines start around 100 ms. */
+export const DEFAULT_GRPC_MIN_DEADLINE_MS = 50;

@@ -8,7 +8,7 @@ import {
   Problems, describe, expected, expectedText, httpUrl, index, isObj, join, mapping, namedList, optList, optMapping,
   readBool, readEnum, readInt, readName,
 } from '../common/validation.js';
-import { DEFAULT_GRPC_ERROR_MASK, GRPC_CODES, grpcCodeMask, type GrpcCodeName } from '../common/grpc-status.js';
+import { DEFAULT_GRPC_ERROR_MASK, DEFAULT_GRPC_MIN_DEADLINE_MS, GRPC_CODES, grpcCodeMask, type GrpcCodeName } from '../common/grpc-status.js';
 import { readPemFile } from './pem-files.js';
 import { compileRuleRegex } from '../proxy/match.js';
 import { normalisePath, prefixKey } from '../proxy/path.js';
@@ -60,7 +60,7 @@ const EMPTY_MATCH: RuleMatch = { headers: [], cookies: [], query: [] };
 const PLACEHOLDER = {
   route: {
     name: '', host: null, pathPrefix: '/', versions: [], weights: {}, rules: [], sticky: null, mirror: [],
-    timeouts: { connectMs: 0, requestMs: 0 }, grpc: { errorCodes: DEFAULT_GRPC_ERROR_MASK },
+    timeouts: { connectMs: 0, requestMs: 0 }, grpc: { errorCodes: DEFAULT_GRPC_ERROR_MASK, minDeadlineMs: DEFAULT_GRPC_MIN_DEADLINE_MS },
   } satisfies RouteConfig,
   version: { name: '', url: '', basePath: '', protocol: 'http1', tls: null } satisfies VersionConfig,
   rule: { match: EMPTY_MATCH, version: '' } satisfies RuleConfig,
@@ -96,17 +96,18 @@ function readRoute(p: Problems, v: unknown, path: string): RouteConfig {
 }
 
 function readGrpc(p: Problems, v: unknown, path: string): GrpcRouteConfig {
-  const o = optMapping(p, v, path, ['errorCodes']);
-  if (o.errorCodes == null) return { errorCodes: DEFAULT_GRPC_ERROR_MASK };
+  const o = optMapping(p, v, path, ['errorCodes', 'minDeadline']);
+  const minDeadlineMs = readDuration(p, o.minDeadline, join(path, 'minDeadline'), DEFAULT_GRPC_MIN_DEADLINE_MS, true);
+  if (o.errorCodes == null) return { errorCodes: DEFAULT_GRPC_ERROR_MASK, minDeadlineMs };
   const at = join(path, 'errorCodes');
-  if (!Array.isArray(o.errorCodes)) return expected(p, at, 'a list of gRPC status names (UNAVAILABLE) or numbers (14)', o.errorCodes, { errorCodes: DEFAULT_GRPC_ERROR_MASK });
+  if (!Array.isArray(o.errorCodes)) return expected(p, at, 'a list of gRPC status names (UNAVAILABLE) or numbers (14)', o.errorCodes, { errorCodes: DEFAULT_GRPC_ERROR_MASK, minDeadlineMs });
   const names: GrpcCodeName[] = [];
   o.errorCodes.forEach((c, i) => {
     const name = typeof c === 'number' && Number.isInteger(c) ? GRPC_CODES[c] : typeof c === 'string' ? GRPC_CODES.find((n) => n === c.toUpperCase()) : undefined;
     if (name === undefined || name === 'OK') expected(p, index(at, i), `a gRPC status other than OK (${GRPC_CODES.slice(1).join(', ')} or 1..16)`, c, null);
     else names.push(name);
   });
-  return { errorCodes: grpcCodeMask(names) };
+  return { errorCodes: grpcCodeMask(names), minDeadlineMs };
 }
 
 function readRouteMatch(p: Problems, v: unknown, path: string): { host: string | null; pathPrefix: string } {

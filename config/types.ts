@@ -92,6 +92,12 @@ export interface RouteConfig {
 export interface GrpcRouteConfig {
   /** Bit i set: a call ending with grpc-status i counts as the version's error. */
   readonly errorCodes: number;
+  /**
+   * A call whose own deadline (grpc-timeout) is shorter than this still ends
+   * DEADLINE_EXCEEDED, but is not charged to the version: the deadline is the
+   * client's to choose, and a tiny one would let any client fail any version.
+   */
+  readonly minDeadlineMs: number;
 }
 
 export interface AdminConfig {

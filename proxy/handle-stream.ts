@@ -110,8 +110,40 @@ export function createStreamHandler(ctx: TrafficContext) {
       upHeaders[':path'] = path;
       upHeaders[':scheme'] = version.protocol === 'h2' ? 'https' : 'http';
       forwardToH2(call, upHeaders, hasBody);
+    } else if (!hasBody || method === 'GET' || method === 'HEAD') {
+      forwardToH1(call, method, path, upHeaders, null);
     } else {
-      forwardToH1(call, method, path, upHeaders, hasBody && method !== 'GET' && method !== 'HEAD' ? stream : null);
+      // As on HTTP/1.1 (slow-clients.ts): a body of known, bounded size is read whole first, so a slow
+      // upload holds no upstream connection; a larger one streams, paced by HTTP/2 flow control.
+      const length = Number(headers['content-length'] ?? -1);
+      if (length < 0 || length > settings.slow.options.requestBufferBytes) return forwardToH1(call, method, path, upHeaders, stream);
+      readBody(call, length, settings.slow.options.clientBodyTimeoutMs, (body) => forwardToH1(call, method, path, upHeaders, body));
     }
   };
+}
+
+/** Reads a stream's body of `length` bytes whole; a pause longer than `idleMs` ends the call with 408. */
+function readBody(call: StreamCall, length: number, idleMs: number, done: (body: Buffer) => void): void {
+  const stream = call.stream;
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let timer: NodeJS.Timeout | null = null;
+  const arm = (): void => {
+    if (idleMs <= 0) return;
+    if (timer !== null) timer.refresh();
+    else timer = setTimeout(() => call.bodyTimedOut(), idleMs);
+  };
+  arm();
+  stream.on('data', (chunk: Buffer) => {
+    size += chunk.length;
+    if (size <= length) chunks.push(chunk);
+    arm();
+  });
+  stream.once('end', () => {
+    if (timer !== null) clearTimeout(timer);
+    if (!call.finished) done(Buffer.concat(chunks, Math.min(size, length)));
+  });
+  stream.once('close', () => {
+    if (timer !== null) clearTimeout(timer);
+  });
 }

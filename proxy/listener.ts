@@ -120,8 +120,10 @@ export class ProtocolSwitch {
 
   #createH2(onStream: StreamHandler): Http2Server {
     const server = http2.createServer({
-      // Node's defaults otherwise; its limits on reset floods (CVE-2023-44487) and header lists stay on.
-      settings: { enablePush: false },
+      // Node allows 2³²−1 streams per connection by default: one client could open any number at once.
+      // 128 is nginx's http2_max_concurrent_streams. Node's limits on reset floods (CVE-2023-44487) and
+      // header lists (maxHeaderListPairs 128) stay on.
+      settings: { enablePush: false, maxConcurrentStreams: 128 },
     });
     server.on('stream', onStream);
     server.on('session', (session: ServerHttp2Session) => {

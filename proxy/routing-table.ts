@@ -65,6 +65,8 @@ export interface CompiledRoute {
   readonly timeouts: TimeoutsConfig;
   /** Bit i: a gRPC call ending with status i is the version's error. */
   readonly grpcErrors: number;
+  /** A gRPC deadline shorter than this is not charged to the version when it expires. */
+  readonly grpcMinDeadlineMs: number;
   /** proxy.trustForwarded: keep the client's X-Forwarded-Proto/-Host and Forwarded (headers.ts). */
   readonly trustForwarded: boolean;
   /** Per-generation counts for the sample-ratio check; outlives tables, like the versions' stats. */
@@ -128,6 +130,7 @@ export function compileRoute(config: RouteConfig, upstreams: Upstreams, stats: S
     }),
     timeouts: config.timeouts,
     grpcErrors: config.grpc.errorCodes,
+    grpcMinDeadlineMs: config.grpc.minDeadlineMs,
     trustForwarded,
     counters: stats.route(config.name),
     exposures: config.sticky === null || exposures === null ? null : exposures.route(config.name),

@@ -14,7 +14,7 @@ import { encodeGrpcMessage, grpcErrorHeaders, grpcOutcome, grpcStatusOfHttp } fr
 import type { CompiledRoute, Version } from './routing-table.js';
 import type { BufferHold, PoolGate, SlowClientState } from './slow-clients.js';
 import type { StreamMirrors } from './stream-mirror.js';
-import { REASON_INDEX, STATUS_CLIENT_CLOSED, type GenerationCounts } from './stats.js';
+import { CLIENT_SHORT_DEADLINE, REASON_INDEX, STATUS_CLIENT_CLOSED, type GenerationCounts } from './stats.js';
 import { upstreamErrorBody, type UpstreamFailure } from './upstream-errors.js';
 
 export type ResponseHeaders = Record<string, string | string[] | number>;
@@ -65,7 +65,28 @@ export class StreamCall implements RewardTarget, SlowClientState {
   /** Ends the call at `ms` from now unless it ended before: the gRPC deadline, or the wait for response headers. */
   deadline(ms: number): void {
     this.#timer = setTimeout(() => this.#timedOut(), ms);
-    if (this.grpc) this.#deadlineAt = this.startMs + ms - Math.max(5, ms / 10);
+    if (this.grpc) {
+      this.#deadlineAt = this.startMs + ms - Math.max(5, ms / 10);
+      this.#chargeDeadline = ms >= this.route.grpcMinDeadlineMs;
+    }
+  }
+
+  #chargeDeadline = true;
+  /** When the upstream finished its side (0: not yet): the version's latency ends there, whatever the client's reading speed. */
+  #upstreamDoneMs = 0;
+
+  /**
+   * The upstream has sent all it will: from here on only the client's
+   * reading is left, which is no measure of the version and cannot time it out.
+   */
+  upstreamEnded(): void {
+    if (this.#upstreamDoneMs !== 0) return;
+    this.#upstreamDoneMs = performance.now();
+    this.#deadlineAt = Number.POSITIVE_INFINITY;
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
   }
 
   /**
@@ -189,6 +210,20 @@ export class StreamCall implements RewardTarget, SlowClientState {
     cancel?.();
   }
 
+  /** The client stopped sending its body (proxy.clientBodyTimeout): 408, nothing charged to the version. */
+  bodyTimedOut(): void {
+    if (this.#finished) return;
+    this.status = 408;
+    if (this.grpc) this.#sendOwn(grpcErrorHeaders(GRPC_CANCELLED, 'sluice: the request body did not arrive in time', this.#versionHeaders()), true);
+    else this.#sendOwn({ ':status': 408, 'content-type': 'application/json; charset=utf-8' }, false, JSON.stringify({ error: { code: 'SLUICE_REQUEST_TIMEOUT', message: 'the request body did not arrive in time' } }));
+    this.#finished = true;
+    this.settings.slow.leave(this);
+    // Once the answer is out, RST_STREAM(NO_ERROR) tells the client to stop sending (RFC 9113 §8.1).
+    const stream = this.stream;
+    if (stream.writableFinished) stream.close(h2.NGHTTP2_NO_ERROR);
+    else stream.once('finish', () => stream.close(h2.NGHTTP2_NO_ERROR));
+  }
+
   /** Sheds the call (the version's queue is full): 503, or UNAVAILABLE. */
   shed(): void {
     const message = `version ${this.version.name} of route ${this.route.name} has too many requests waiting for a connection`;
@@ -219,7 +254,25 @@ export class StreamCall implements RewardTarget, SlowClientState {
   #timedOut(): void {
     this.#timer = null;
     if (this.#finished) return;
+    if (this.grpc && !this.#chargeDeadline) return this.#clientDeadline();
     this.failed(new Error(this.grpc ? 'grpc-timeout reached' : 'no response headers in time'), TIMEOUT_FAILURE, GRPC_DEADLINE_EXCEEDED);
+  }
+
+  /** A deadline below grpc.minDeadline ran out: DEADLINE_EXCEEDED for the client, nothing charged to the version. */
+  #clientDeadline(): void {
+    const cancel = this.cancelUpstream;
+    this.cancelUpstream = null;
+    this.#ownStatus = GRPC_DEADLINE_EXCEEDED;
+    this.#ownMessage = 'sluice: deadline exceeded (shorter than the route\'s grpc.minDeadline: not counted against the version)';
+    if (!this.#responded) this.#sendOwn(grpcErrorHeaders(GRPC_DEADLINE_EXCEEDED, this.#ownMessage, this.#versionHeaders()), true);
+    else this.endBody();
+    this.status = this.status || 200;
+    this.#finished = true;
+    this.settings.slow.leave(this);
+    this.version.stats.recordClientError(CLIENT_SHORT_DEADLINE);
+    this.version.stats.recordGrpc(GRPC_DEADLINE_EXCEEDED);
+    if (this.mirrors !== null) this.#primaryDone(GRPC_DEADLINE_EXCEEDED, false);
+    cancel?.();
   }
 
   /** The client's stream closed: after a normal end that is nothing; before it, the client left (499, CANCELLED). */
@@ -243,7 +296,7 @@ export class StreamCall implements RewardTarget, SlowClientState {
       this.#timer = null;
     }
     this.settings.slow.leave(this);
-    const latencyMs = performance.now() - this.startMs;
+    const latencyMs = (this.#upstreamDoneMs !== 0 ? this.#upstreamDoneMs : performance.now()) - this.startMs;
     const stats = this.version.stats;
     const ok = !failed && grpcCode < 0;
     if (!this.grpc) {

@@ -3,6 +3,7 @@
  * the same pool HTTP/1.1 clients use: a browser on h2 reaching an app that
  * speaks HTTP/1.1 is the everyday ingress case.
  */
+import { PassThrough } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { clientResponseHeaders, headerObject } from './headers.js';
 import type { StreamCall } from './stream-call.js';
@@ -48,6 +49,7 @@ class StreamToH1 implements Dispatcher.DispatchHandler {
   onComplete(trailers: string[] | null): void {
     const call = this.call;
     if (call.finished) return;
+    call.upstreamEnded();
     if (trailers !== null && trailers.length > 0) {
       const t: Record<string, string> = {};
       for (let i = 0; i < trailers.length; i += 2) t[String(trailers[i]).toLowerCase()] = String(trailers[i + 1]);
@@ -62,13 +64,30 @@ class StreamToH1 implements Dispatcher.DispatchHandler {
   }
 }
 
+/**
+ * undici destroys a body stream once it has sent it (or given up on it): given
+ * the client's HTTP/2 stream itself, that reset the stream before the response
+ * could go out. It gets a pipe of its own; an upload the upstream stopped
+ * taking is read to its end and dropped, so the client's stream can finish.
+ */
+function uploadOf(stream: NodeJS.ReadableStream): PassThrough {
+  const body = new PassThrough();
+  stream.pipe(body);
+  body.once('close', () => {
+    stream.unpipe(body);
+    stream.resume();
+  });
+  return body;
+}
+
 export function forwardToH1(call: StreamCall, method: string, path: string, headers: Record<string, string | string[]>, body: Buffer | NodeJS.ReadableStream | null): void {
   const gate = call.settings.slow.admit(call.version.pool);
   if (gate === null) return call.shed();
   call.gate = gate;
   const handler = new StreamToH1(call);
+  const upload = body === null || Buffer.isBuffer(body) ? body : uploadOf(body);
   try {
-    call.version.pool.dispatch({ path, method: method as Dispatcher.HttpMethod, headers, body: body as Dispatcher.DispatchOptions['body'] }, handler);
+    call.version.pool.dispatch({ path, method: method as Dispatcher.HttpMethod, headers, body: upload }, handler);
   } catch (err) {
     handler.onError(err as Error);
   }

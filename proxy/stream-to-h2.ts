@@ -48,6 +48,7 @@ export function forwardToH2(call: StreamCall, headers: Record<string, string | s
     }
   });
   up.on('trailers', (t: IncomingHttpHeaders) => call.setTrailers(t));
+  up.once('end', () => call.upstreamEnded());
   // Errors also close the stream; 'close' below judges with the RST code at hand.
   up.on('error', () => {});
   up.once('close', () => {

@@ -366,4 +366,16 @@ describe('gRPC weight changes and deadlines', () => {
     // And the version no longer holds the call.
     await waitFor('the upstream call to be cancelled', () => s.servers[0]!.hanging === 0);
   });
+
+  test('a deadline shorter than grpc.minDeadline still ends the call but is not charged to the version', async (t) => {
+    const s = await setup(t, [{ version: 'v1', hangRate: 1 }], { grpc: { minDeadline: '50ms' } });
+    await assert.rejects(s.client.say('x', {}, 20), (err: grpc.ServiceError) => err.code === grpc.status.DEADLINE_EXCEEDED);
+    await waitFor('the call to be counted', async () => (await s.metric('sluice_grpc_calls_total', { version: 'v1', grpc_status: 'DEADLINE_EXCEEDED' })) === 1);
+    assert.equal(await s.metric('sluice_client_errors_total', { version: 'v1', reason: 'short-deadline' }), 1);
+    assert.equal(await s.metric('sluice_upstream_errors_total', { version: 'v1', reason: 'timeout' }), 0);
+    // Like a client's malformed request: neither a request nor an error of the version's.
+    const v1 = (await s.admin('GET', '/stats')).json.routes.echo.versions.v1;
+    assert.deepEqual([v1.requests, v1.errors], [0, 0]);
+    await waitFor('the upstream call to be cancelled', () => s.servers[0]!.hanging === 0);
+  });
 });
