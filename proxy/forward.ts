@@ -30,6 +30,8 @@ export interface ForwardSettings {
   /** rewards.maxValue: a larger absolute `x-sluice-reward` is refused. */
   readonly maxReward: number;
   onFinish?(handler: ForwardHandler, latencyMs: number): void;
+  /** The same for requests that arrived as HTTP/2 streams; `grpcStatus` -1 for non-gRPC ones. */
+  onStreamFinish?(call: { route: { name: string }; version: { name: string }; method: string; url: string; status: number }, latencyMs: number, grpcStatus: number): void;
   /** Buffering for slow clients and the per-pool request bound (slow-clients.ts). */
   readonly slow: SlowClients;
 }

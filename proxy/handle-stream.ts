@@ -68,6 +68,8 @@ export function createStreamHandler(ctx: TrafficContext) {
     countChoice(state, picked, version.stats);
     const call = new StreamCall(stream, state.route, version, grpc, startMs, settings);
     call.counts = state.counts;
+    call.method = method;
+    call.url = url;
     call.bucket = bucketOf(picked);
     const log = state.route.exposures;
     if (key !== undefined && log !== null) {

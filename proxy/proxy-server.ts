@@ -247,6 +247,10 @@ export class ProxyServer {
       onFinish: p.accessLog
         ? (h, latencyMs) => log.info({ route: h.route, version: h.version.name, method: h.req.method, url: h.req.url, status: h.status, latencyMs }, 'request')
         : undefined,
+      onStreamFinish: p.accessLog
+        ? (c, latencyMs, grpcStatus) =>
+            log.info({ route: c.route.name, version: c.version.name, method: c.method, url: c.url, status: c.status, ...(grpcStatus >= 0 ? { grpcStatus } : {}), latencyMs, protocol: 'h2' }, 'request')
+        : undefined,
     };
     this.#forward = forward;
     const handler = createRequestHandler({ table, forward, pinPrefix: `${this.pinToken}:` });

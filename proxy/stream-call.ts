@@ -40,6 +40,9 @@ export class StreamCall implements RewardTarget, SlowClientState {
   exposureSeq = 0;
   hold: BufferHold | null = null;
   gate: PoolGate | null = null;
+  /** For the access log. */
+  method = '';
+  url = '';
   /** Shadow copies of this call (stream-mirror.ts); null when no mirror fired. */
   mirrors: StreamMirrors | null = null;
 
@@ -302,6 +305,7 @@ export class StreamCall implements RewardTarget, SlowClientState {
     if (!this.grpc) {
       stats.record(this.status, latencyMs, failed);
       if (this.mirrors !== null) this.#primaryDone(this.status, ok);
+      this.settings.onStreamFinish?.(this, latencyMs, -1);
       return;
     }
     const code = grpcCode >= 0 ? grpcCode : this.#ownStatus >= 0 ? this.#ownStatus : grpcOutcome(this.status, this.#upstreamHeaders, this.#trailers);
@@ -309,6 +313,7 @@ export class StreamCall implements RewardTarget, SlowClientState {
     stats.record(this.status, latencyMs, judged);
     stats.recordGrpc(code);
     if (this.mirrors !== null) this.#primaryDone(code, ok);
+    this.settings.onStreamFinish?.(this, latencyMs, code);
   }
 
   #primaryDone(compared: number, ok: boolean): void {
