@@ -15,9 +15,16 @@ import { classifyUpstreamError, type UpstreamFailure } from './upstream-errors.j
 
 const RESET: UpstreamFailure = Object.freeze({ reason: 'reset', reasonIndex: REASON_INDEX.reset, code: 'SLUICE_UPSTREAM_RESET', status: 502 });
 
-/** Session-level failures node:http2 reports on each stream: the connection went, as a reset would. */
+/**
+ * Session-level failures node:http2 reports on each stream: the connection
+ * went, as a reset would — unless the stream was cancelled because its
+ * session never came up (a refused certificate, a refused connection): then
+ * that cause, as HTTP/1.1 clients would be told.
+ */
 function failureOf(err: Error): UpstreamFailure {
   const code = (err as { code?: string }).code ?? '';
+  const cause = (err as { cause?: unknown }).cause;
+  if (code === 'ERR_HTTP2_STREAM_CANCEL' && cause instanceof Error) return failureOf(cause);
   if (code.startsWith('ERR_HTTP2_')) return RESET;
   return classifyUpstreamError(err);
 }

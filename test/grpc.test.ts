@@ -233,6 +233,31 @@ describe('gRPC experiments', () => {
     assert.ok((await s.metric('sluice_grpc_calls_total', { version: 'v2', grpc_status: 'NOT_FOUND' })) > 0);
   });
 
+  test('A/B between two gRPC versions: the one converting more wins, its NOT_FOUNDs not held against it', async (t) => {
+    // Rewards come in trailers of OK answers; NOT_FOUND answers carry none: v1 converts ~50%, v2 ~90%.
+    const s = await setup(t, [
+      { version: 'v1', rewardTrailer: '1', failRate: 0.5, failCode: grpc.status.NOT_FOUND, seed: 11 },
+      { version: 'v2', rewardTrailer: '1', failRate: 0.1, failCode: grpc.status.NOT_FOUND, seed: 12 },
+    ]);
+    const st = await runToEnd(s, {
+      kind: 'Experiment',
+      name: 'grpc-ab',
+      spec: {
+        route: 'echo',
+        versions: [{ name: 'v1' }, { name: 'v2' }],
+        testingPattern: 'A/B',
+        criteria: {
+          objectives: [{ metric: 'error-rate', upperLimit: 0.01 }],
+          reward: { metric: 'conversion-rate', preferredDirection: 'High' },
+          minSamples: 100,
+        },
+        duration: { intervalSeconds: 0.15, maxIterations: 80 },
+      },
+    } as { name: string });
+    assert.equal(st.state, 'Completed', st.reason);
+    assert.equal(st.winner, 'v2');
+  });
+
   test('grpc.errorCodes decides: with NOT_FOUND listed, the same version fails', async (t) => {
     const s = await setup(t, [{ version: 'v1' }, { version: 'v2', failRate: 0.05, failCode: grpc.status.NOT_FOUND, seed: 7 }], {
       grpc: { errorCodes: ['UNAVAILABLE', 'NOT_FOUND'] },

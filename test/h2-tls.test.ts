@@ -779,7 +779,7 @@ describe('cleartext: h2c by prior knowledge beside HTTP/1.1, and h2c/h2 versions
   // ERR_HTTP2_STREAM_CANCEL ("caused by: self-signed certificate in certificate chain"), which
   // failureOf() maps to RESET by its ERR_HTTP2_ prefix: the client reads "the upstream version closed
   // the connection" and it counts as reason="reset", where HTTP/1.1 says SLUICE_UPSTREAM_ERROR, "other".
-  it('names a failed upstream certificate check alike over HTTP/1.1 and HTTP/2', { todo: 'stream-to-h2.ts failureOf() should classify err.cause of ERR_HTTP2_STREAM_CANCEL' }, async () => {
+  it('names a failed upstream certificate check alike over HTTP/1.1 and HTTP/2', async () => {
     const viaH1 = await h1({ 'x-to': 'badca' });
     const session = await h2Connect(sluice.trafficUrl);
     try {
