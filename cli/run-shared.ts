@@ -8,6 +8,7 @@
  *    the lease (the leader) runs experiments and writes, fenced by its epoch.
  * `sluice start --redis` runs both in one process.
  */
+import { startController, type KubernetesOptions, type RunningController } from '../control/kubernetes/run.js';
 import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { createAdminServer } from '../admin/admin-server.js';
@@ -112,6 +113,8 @@ export interface ControlOptions extends SharedOptions {
   readonly pinToken?: string | null;
   /** The operator's opt-in to exec tasks (--allow-exec, SLUICE_ALLOW_EXEC=1); off by default. */
   readonly allowExec?: boolean;
+  /** Run the Experiment controller (--kubernetes); the Redis leader is its leader. */
+  readonly kubernetes?: KubernetesOptions;
 }
 
 export interface RunningControl extends RunningProcess {
@@ -131,12 +134,16 @@ export async function runControl(opts: ControlOptions): Promise<RunningControl> 
   const aggregates = new RedisAggregates(redis, keys);
   const pinToken = opts.pinToken ?? (process.env.SLUICE_PIN_TOKEN || null);
   const latest = new Map<string, ExperimentRecord>();
+  let controller: RunningController | null = null;
   const scheduler = new Scheduler({
     store: new RedisStore(redis, keys, epoch),
     aggregates,
     router,
     log,
-    onChange: (r) => latest.set(r.doc.name, r),
+    onChange: (r) => {
+      latest.set(r.doc.name, r);
+      controller?.controller.experimentChanged(r);
+    },
     onDelete: (name) => latest.delete(name),
     proxyUrl: () => opts.proxyUrl ?? process.env.SLUICE_PROXY_URL ?? null,
     pinToken,
@@ -165,6 +172,7 @@ export async function runControl(opts: ControlOptions): Promise<RunningControl> 
   admin.get('/leader', async () => ({ leader: leader.isLeader, epoch: leader.epoch }));
   await listenOrExplain('control', opts.adminListen, () => admin.listen({ host: opts.adminListen.host, port: opts.adminListen.port }));
   leader.start();
+  if (opts.kubernetes) controller = startController(opts.kubernetes, scheduler, log, leader);
   log.info({ admin: urlOf(admin) }, 'sluice control started');
   return {
     leader,
@@ -172,6 +180,7 @@ export async function runControl(opts: ControlOptions): Promise<RunningControl> 
     adminUrl: urlOf(admin),
     close: async () => {
       clearInterval(refresher);
+      await controller?.stop();
       scheduler.stop();
       await leader.stop(true);
       await admin.close();

@@ -20,6 +20,7 @@ import type { SluiceConfig } from '../config/types.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { redisSecret, withoutSecrets } from '../control/tasks/env.js';
 import { requireTokenBeyondLoopback } from './secrets.js';
+import { startController, type KubernetesOptions, type RunningController } from '../control/kubernetes/run.js';
 
 export interface RunningSluice {
   readonly proxy: ProxyServer;
@@ -35,6 +36,8 @@ export interface RunningSluice {
 export interface RunOptions {
   /** The operator's opt-in to exec tasks (--allow-exec, SLUICE_ALLOW_EXEC=1); off by default. */
   readonly allowExec?: boolean;
+  /** Run the Experiment controller (--kubernetes). */
+  readonly kubernetes?: KubernetesOptions;
 }
 
 export async function runSluice(config: SluiceConfig, log: Logger, opts: RunOptions = {}): Promise<RunningSluice> {
@@ -48,12 +51,16 @@ export async function runSluice(config: SluiceConfig, log: Logger, opts: RunOpti
   });
   const router = new InProcessRouter(proxy);
   const latest = new Map<string, ExperimentRecord>();
+  let controller: RunningController | null = null;
   const scheduler = new Scheduler({
     store: new MemoryStore(),
     aggregates: new InProcessAggregates(proxy),
     router,
     log,
-    onChange: (r) => latest.set(r.doc.name, r),
+    onChange: (r) => {
+      latest.set(r.doc.name, r);
+      controller?.controller.experimentChanged(r);
+    },
     onDelete: (name) => latest.delete(name),
     proxyUrl: () => (proxy.app.server.listening ? urlOf(proxy.app) : null),
     pinToken: proxy.pinToken,
@@ -73,6 +80,7 @@ export async function runSluice(config: SluiceConfig, log: Logger, opts: RunOpti
   }
   const trafficUrl = urlOf(proxy.app);
   const adminUrl = urlOf(admin);
+  if (opts.kubernetes) controller = startController(opts.kubernetes, scheduler, log);
   log.info({ traffic: trafficUrl, admin: adminUrl, routes: config.routes.map((r) => r.name) }, 'sluice started');
   let closing: Promise<void> | null = null;
   return {
@@ -83,6 +91,7 @@ export async function runSluice(config: SluiceConfig, log: Logger, opts: RunOpti
     adminUrl,
     close: () =>
       (closing ??= (async () => {
+        await controller?.stop();
         scheduler.stop();
         await proxy.close();
         await admin.close();

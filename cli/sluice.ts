@@ -9,6 +9,7 @@ import { parseListen } from '../config/process.js';
 import { runControl, runProxy } from './run-shared.js';
 import { registerClientCommands } from './commands/index.js';
 import { runSluice } from './run-sluice.js';
+import type { KubernetesOptions } from '../control/kubernetes/run.js';
 import { allowExec, requireTokenBeyondLoopback, resolveToken, tokenOverride } from './secrets.js';
 
 const program = new Command()
@@ -26,6 +27,35 @@ interface ServeFlags {
   redisPrefix?: string;
   logLevel?: string;
   allowExec?: boolean;
+}
+
+interface KubernetesFlags {
+  kubernetes?: boolean;
+  kubeconfig?: string;
+  namespace?: string;
+  kubernetesAllowExec?: boolean;
+}
+
+function withKubernetesOptions(cmd: Command): Command {
+  return cmd
+    .option('--kubernetes', 'run the Experiment controller: apply, follow and report Experiment resources (sluice.dev/v1alpha1)')
+    .option('--kubeconfig <file>', 'kubeconfig for --kubernetes (default: in-cluster config in a pod, else $KUBECONFIG or ~/.kube/config)')
+    .option('--namespace <ns>', 'namespace whose Experiment resources are watched; * for all (default: the pod\'s or the kubeconfig context\'s)')
+    .option('--kubernetes-allow-exec', 'let Experiment resources run exec tasks; needs --allow-exec too (whoever can create a resource could run commands)');
+}
+
+async function kubernetesOptions(opts: KubernetesFlags, exec: boolean): Promise<KubernetesOptions | undefined> {
+  if (opts.kubernetes !== true) {
+    if (opts.kubeconfig !== undefined || opts.namespace !== undefined || opts.kubernetesAllowExec === true) {
+      throw new SluiceError('SLUICE_CONFIG_INVALID', 'Kubernetes options need --kubernetes', [{ path: 'kubernetes', message: 'add --kubernetes' }]);
+    }
+    return undefined;
+  }
+  if (opts.kubernetesAllowExec === true && !exec) {
+    throw new SluiceError('SLUICE_CONFIG_INVALID', '--kubernetes-allow-exec needs --allow-exec', [{ path: 'kubernetes-allow-exec', message: 'exec tasks are off in this process: add --allow-exec' }]);
+  }
+  const { clientNodeApi } = await import('../control/kubernetes/client-node-api.js');
+  return { api: clientNodeApi({ kubeconfig: opts.kubeconfig, namespace: opts.namespace }), allowExec: opts.kubernetesAllowExec === true };
 }
 
 function withServeOptions(cmd: Command): Command {
@@ -71,18 +101,19 @@ function serveUntilSignal(log: Logger, close: () => Promise<void>): void {
 
 const prefixOf = (opts: { redisPrefix?: string }) => opts.redisPrefix ?? process.env.SLUICE_REDIS_PREFIX ?? 'sluice:';
 
-withServeOptions(
+withKubernetesOptions(withServeOptions(
   program
     .command('start')
     .description('run proxy and control plane in one process: in-memory, or against Redis with --redis (control API then on 127.0.0.1:9902)')
     .requiredOption('-c, --config <file>', 'sluice.yaml')
     .option('--allow-exec', 'let experiments run exec tasks (commands) in this process (env SLUICE_ALLOW_EXEC=1); off by default'),
-).action(async (opts: ServeFlags) => {
+)).action(async (opts: ServeFlags & KubernetesFlags) => {
   const config = loadServeConfig(opts);
   const exec = allowExec(opts.allowExec);
   const log = createLogger(config.logLevel);
+  const kubernetes = await kubernetesOptions(opts, exec);
   if (config.store.redis === null) {
-    const running = await runSluice(config, log, { allowExec: exec });
+    const running = await runSluice(config, log, { allowExec: exec, kubernetes });
     return serveUntilSignal(log, () => running.close());
   }
   const shared = { redisUrl: config.store.redis, prefix: prefixOf(opts), log };
@@ -96,6 +127,7 @@ withServeOptions(
     proxyUrl: proxy.trafficUrl,
     pinToken: proxy.proxy.pinToken,
     allowExec: exec,
+    kubernetes,
   });
   serveUntilSignal(log, async () => {
     await control.close();
@@ -116,7 +148,7 @@ withServeOptions(
   serveUntilSignal(log, () => running.close());
 });
 
-program
+withKubernetesOptions(program
   .command('control')
   .description('run the control plane only (experiments, admin API on 127.0.0.1:9902); several may run, one leads')
   .option('--redis <url>', 'Redis URL (env SLUICE_REDIS_URL)')
@@ -126,8 +158,8 @@ program
   .option('--token-file <file>', 'read the admin API token from a file (env SLUICE_TOKEN_FILE)')
   .option('--allow-exec', 'let experiments run exec tasks (commands) in this process (env SLUICE_ALLOW_EXEC=1); off by default')
   .option('--log-level <level>', 'log level (env SLUICE_LOG_LEVEL)')
-  .option('--lease-ttl <ms>', 'leader lease in milliseconds; failover takes about this plus a third of it (default 5000)')
-  .action(async (opts: { redis?: string; redisPrefix?: string; adminListen?: string; token?: string; tokenFile?: string; allowExec?: boolean; logLevel?: string; leaseTtl?: string }) => {
+  .option('--lease-ttl <ms>', 'leader lease in milliseconds; failover takes about this plus a third of it (default 5000)'))
+  .action(async (opts: KubernetesFlags & { redis?: string; redisPrefix?: string; adminListen?: string; token?: string; tokenFile?: string; allowExec?: boolean; logLevel?: string; leaseTtl?: string }) => {
     const redisUrl = opts.redis ?? process.env.SLUICE_REDIS_URL;
     if (!redisUrl) throw new SluiceError('SLUICE_CONFIG_INVALID', 'sluice control needs shared state', [{ path: 'redis', message: 'give --redis URL or SLUICE_REDIS_URL' }]);
     const token = resolveToken(opts);
@@ -136,7 +168,8 @@ program
     const exec = allowExec(opts.allowExec);
     const log = createLogger(opts.logLevel ?? process.env.SLUICE_LOG_LEVEL ?? 'info');
     const leaseTtlMs = opts.leaseTtl === undefined ? undefined : Number(opts.leaseTtl);
-    const running = await runControl({ redisUrl, prefix: prefixOf(opts), log, adminListen, token, leaseTtlMs, allowExec: exec });
+    const kubernetes = await kubernetesOptions(opts, exec);
+    const running = await runControl({ redisUrl, prefix: prefixOf(opts), log, adminListen, token, leaseTtlMs, allowExec: exec, kubernetes });
     serveUntilSignal(log, () => running.close());
   });
 
@@ -145,6 +178,14 @@ function controlListen(raw: string): { host: string; port: number } {
   if (typeof parsed === 'string') throw new SluiceError('SLUICE_CONFIG_INVALID', 'bad admin listen address', [{ path: 'admin-listen', message: parsed }]);
   return parsed;
 }
+
+program
+  .command('crd')
+  .description('print the Experiment CustomResourceDefinition (sluice.dev/v1alpha1) as YAML: sluice crd | kubectl apply -f -')
+  .action(async () => {
+    const { experimentCrdYaml } = await import('../control/experiment-crd.js');
+    process.stdout.write(experimentCrdYaml());
+  });
 
 program
   .command('demo')

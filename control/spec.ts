@@ -15,6 +15,10 @@ import { validateWeights } from '../config/routes.js';
 import { readMetricSpecs } from './metrics/validate.js';
 import { ALGORITHMS, BUILTIN_METRICS, DEPLOYMENT_PATTERNS, TESTING_PATTERNS } from './spec-types.js';
 import { readTaskSpecs } from './tasks/validate.js';
+import {
+  CONFIDENCE_RANGE, CRITERIA_KEYS, DIRECTIONS, DURATION_KEYS, EXPERIMENT_KEYS, MAX_INTERVAL_SECONDS, MAX_ITERATIONS, MAX_NAME, MAX_SEED,
+  OBJECTIVE_KEYS, RELATIVE_TO, REWARD_KEYS, REWARD_METRICS, SPEC_KEYS, VERSION_KEYS, WEIGHTS_KEYS,
+} from './spec-shape.js';
 import type {
   Criteria,
   DeploymentPattern,
@@ -46,20 +50,9 @@ export const EXPERIMENT_DEFAULTS = {
   preferredDirection: 'High',
 } as const;
 
-const MAX_NAME = 63;
-const MAX_INTERVAL_SECONDS = 86_400; // setTimeout overflows (and fires at once) past ~24.8 days
-const MAX_ITERATIONS = 10_000;
-const MAX_SEED = 0xffff_ffff;
-const REWARD_METRICS = ['conversion-rate', 'reward-mean'] as const;
-const DIRECTIONS = ['High', 'Low'] as const;
 const RATE_METRICS: readonly string[] = ['error-rate', 'mirror-mismatch-rate', 'conversion-rate'];
 const COUNT_METRICS: readonly string[] = ['request-count', 'error-count'];
 
-const TOP_KEYS = ['kind', 'name', 'spec'];
-const SPEC_KEYS = [
-  'route', 'versions', 'testingPattern', 'deploymentPattern', 'algorithm', 'criteria',
-  'weights', 'duration', 'promote', 'seed', 'metrics', 'tasks',
-];
 
 /** What each testing pattern needs (docs/contract.md, Experiments; docs/experiments.md). */
 const PATTERN_RULES: Record<TestingPattern, { min: number; max: number; reward: boolean; objectives: boolean }> = {
@@ -128,7 +121,7 @@ const PLACEHOLDER_SPEC: ExperimentSpec = {
 
 function readDoc(p: Problems, raw: unknown): ExperimentDoc {
   // An empty document parses to null; treating it as {} yields the useful "required" lines.
-  const top = raw == null ? {} : mapping(p, raw, '', TOP_KEYS);
+  const top = raw == null ? {} : mapping(p, raw, '', EXPERIMENT_KEYS);
   if (!top) return { kind: 'Experiment', name: '', spec: PLACEHOLDER_SPEC };
   if (top.kind == null) p.add('kind', 'required (kind: Experiment)');
   else if (top.kind !== 'Experiment') expected(p, 'kind', '"Experiment"', top.kind, null);
@@ -219,7 +212,7 @@ function readVersions(p: Problems, v: unknown, path: string): ExperimentVersion[
 }
 
 function readVersion(p: Problems, v: unknown, path: string): ExperimentVersion {
-  const o = mapping(p, v, path, ['name', 'url']);
+  const o = mapping(p, v, path, VERSION_KEYS);
   if (!o) return { name: '', url: null };
   return { name: readName(p, o.name, join(path, 'name')), url: readUrl(p, o.url, join(path, 'url')) };
 }
@@ -235,7 +228,7 @@ function readUrl(p: Problems, v: unknown, path: string): string | null {
 // ---------------------------------------------------------------- criteria
 
 function readCriteria(p: Problems, v: unknown, path: string, versionCount: number, metrics: readonly MetricSpec[]): Criteria {
-  const o = optMapping(p, v, path, ['objectives', 'reward', 'confidence', 'minSamples']);
+  const o = optMapping(p, v, path, CRITERIA_KEYS);
   const objectivesPath = join(path, 'objectives');
   const objectives = optList(p, o.objectives, objectivesPath, 'a list of objectives')
     .map(([x, at]) => readObjective(p, x, at, versionCount, metrics))
@@ -243,7 +236,7 @@ function readCriteria(p: Problems, v: unknown, path: string, versionCount: numbe
   const confidencePath = join(path, 'confidence');
   let confidence: number = EXPERIMENT_DEFAULTS.confidence;
   if (o.confidence != null) {
-    if (typeof o.confidence === 'number' && o.confidence > 0.5 && o.confidence < 1) confidence = o.confidence;
+    if (typeof o.confidence === 'number' && o.confidence > CONFIDENCE_RANGE[0] && o.confidence < CONFIDENCE_RANGE[1]) confidence = o.confidence;
     else expected(p, confidencePath, 'a number between 0.5 and 1 (exclusive), such as 0.95', o.confidence, null);
   }
   return {
@@ -255,12 +248,12 @@ function readCriteria(p: Problems, v: unknown, path: string, versionCount: numbe
 }
 
 function readObjective(p: Problems, v: unknown, path: string, versionCount: number, metrics: readonly MetricSpec[]): Objective | null {
-  const o = mapping(p, v, path, ['metric', 'upperLimit', 'lowerLimit', 'relativeTo']);
+  const o = mapping(p, v, path, OBJECTIVE_KEYS);
   if (!o) return null;
   const metric = readMetricName(p, o.metric, join(path, 'metric'), metrics);
   let relativeTo: 'baseline' | null = null;
   if (o.relativeTo != null) {
-    if (o.relativeTo !== 'baseline') expected(p, join(path, 'relativeTo'), '"baseline"', o.relativeTo, null);
+    if (o.relativeTo !== RELATIVE_TO[0]) expected(p, join(path, 'relativeTo'), '"baseline"', o.relativeTo, null);
     else {
       relativeTo = 'baseline';
       if (versionCount === 1) p.add(join(path, 'relativeTo'), 'relativeTo: baseline needs at least 2 versions (a candidate to compare with the baseline)');
@@ -343,7 +336,7 @@ function readLimit(
 }
 
 function readReward(p: Problems, v: unknown, path: string, metrics: readonly MetricSpec[]): Reward | null {
-  const o = mapping(p, v, path, ['metric', 'preferredDirection']);
+  const o = mapping(p, v, path, REWARD_KEYS);
   if (!o) return null;
   const metricPath = join(path, 'metric');
   // A reward needs a posterior: a rate with its trials, or a mean with its spread (mock sources know both).
@@ -370,7 +363,7 @@ function readWeights(
   tp: TestingPattern | null,
   dp: DeploymentPattern,
 ): WeightsSpec {
-  const o = optMapping(p, v, path, ['initial', 'maxCandidateWeight', 'maxCandidateWeightIncrement']);
+  const o = optMapping(p, v, path, WEIGHTS_KEYS);
   const maxPath = join(path, 'maxCandidateWeight');
   const maxCandidateWeight = readInt(p, o.maxCandidateWeight, maxPath, EXPERIMENT_DEFAULTS.maxCandidateWeight, 0, 100);
   const incrementDefault =
@@ -433,7 +426,7 @@ function defaultInitial(names: readonly string[], tp: TestingPattern | null, dp:
 }
 
 function readDuration(p: Problems, v: unknown, path: string): ExperimentSpec['duration'] {
-  const o = optMapping(p, v, path, ['intervalSeconds', 'maxIterations']);
+  const o = optMapping(p, v, path, DURATION_KEYS);
   const intervalPath = join(path, 'intervalSeconds');
   let intervalSeconds: number = EXPERIMENT_DEFAULTS.intervalSeconds;
   if (o.intervalSeconds != null) {

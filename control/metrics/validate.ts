@@ -16,9 +16,10 @@ import { expected, index, isObj, join, mapping, readEnum, readName } from '../..
 import { METRIC_TYPES, type MetricSpec, type MetricType } from './base.js';
 import { MOCK_DEFAULTS, type MockMetricSpec } from './mock-source.js';
 import { METRIC_SOURCES, metricSource } from './sources.js';
+import { METRIC_BASE_KEYS } from '../spec-shape.js';
 
 const MAX_NAME = 63;
-const BASE_KEYS = ['name', 'type', 'source', 'sampleSize', 'stdDev'];
+const BASE_KEYS = METRIC_BASE_KEYS;
 
 /** Reads `spec.metrics`; every problem is added to `p` by path. */
 export function readMetricSpecs(p: Problems, raw: unknown, path: string, versions: readonly string[]): MetricSpec[] {

@@ -12,6 +12,7 @@
 import type { Obj, Problems } from '../../common/validation.js';
 import { expected, index, isObj, join, mapping, optMapping, readEnum, readInt, readName } from '../../common/validation.js';
 import { TASK_CONDITIONS } from './base.js';
+import { TASK_BASE_KEYS, TASK_ON_ERROR, TASK_PHASES } from '../spec-shape.js';
 import type { TaskCondition, TaskKind, TaskSpec } from './base.js';
 import type { TasksSpec } from '../spec-types.js';
 import { readSeconds } from './fields.js';
@@ -29,9 +30,9 @@ export const TASK_DEFAULTS = {
 
 const MAX_NAME = 63;
 
-const PHASES: readonly TaskPhase[] = ['start', 'loop', 'finish'];
-const BASE_KEYS = ['task', 'name', 'if', 'onError', 'every', 'timeoutSeconds'];
-const ON_ERROR = ['fail', 'continue'] as const;
+const PHASES: readonly TaskPhase[] = TASK_PHASES;
+const BASE_KEYS = TASK_BASE_KEYS;
+const ON_ERROR = TASK_ON_ERROR;
 
 /** Reads `spec.tasks`; every problem is added to `p` by path. */
 export function readTaskSpecs(p: Problems, raw: unknown, path: string, versions: readonly string[]): TasksSpec {
