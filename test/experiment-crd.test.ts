@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import Ajv from 'ajv';
+import { Ajv } from 'ajv';
 import YAML from 'yaml';
 import { SluiceError } from '../common/errors.js';
 import { experimentCrd, experimentCrdYaml, experimentSpecSchema, type Schema } from '../control/experiment-crd.js';
@@ -43,7 +43,7 @@ function fullDoc(): any {
   };
 }
 
-function problems(doc: unknown): Array<{ path: string; message: string }> {
+function problems(doc: unknown): ReadonlyArray<{ path: string; message: string }> {
   try {
     validateExperiment(doc);
     return [];
