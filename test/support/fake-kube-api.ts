@@ -122,6 +122,8 @@ export class FakeKubeApi {
 
   /** Forgets the history (etcd compaction) and ends every watch: the next watch from an old resourceVersion gets 410 Gone. */
   compact(): void {
+    // Other objects' writes move the revision on meanwhile: every version a watcher has seen is now too old.
+    this.#rv++;
     this.#compactedAt = this.#rv;
     this.#history.length = 0;
     for (const w of this.#watchers) w.res.end();
