@@ -6,6 +6,7 @@ import { SluiceError } from '../common/errors.js';
 import type { ExperimentRecord, RewardEvent as PortRewardEvent, TrafficRouter } from '../control/ports.js';
 import type { Scheduler } from '../control/scheduler.js';
 import { parseExperiment, validateExperiment } from '../control/spec.js';
+import { registerGateApi } from './gate.js';
 
 export function describeExperiment(r: ExperimentRecord) {
   return { kind: 'Experiment', name: r.doc.name, spec: r.doc.spec, status: r.status };
@@ -97,4 +98,7 @@ export function registerExperimentsApi(app: FastifyInstance, scheduler: Schedule
     // unattributed: keys never seen by a proxy, or forgotten (rewards.exposureRetention): credited to no version.
     return reply.status(202).send(await router.recordRewards(route, checked, at));
   });
+
+  // The experiment's verdict for Argo Rollouts and Flagger (admin/gate.ts, docs/gates.md).
+  registerGateApi(app, scheduler);
 }
