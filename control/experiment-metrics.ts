@@ -5,6 +5,9 @@
 import type { Registry } from 'prom-client';
 import { scraped } from '../common/scrape.js';
 import type { ExperimentRecord } from './ports.js';
+import type { ExperimentState } from './status.js';
+
+const EXPERIMENT_STATES: readonly ExperimentState[] = ['Pending', 'Running', 'Paused', 'Completed', 'Failed', 'Aborted'];
 
 export function registerExperimentMetrics(registry: Registry, latest: () => Iterable<ExperimentRecord>): void {
   const all = () => [...latest()];
@@ -17,6 +20,12 @@ export function registerExperimentMetrics(registry: Registry, latest: () => Iter
   add(
     scraped('sluice_experiment_winner', '1 for the version an experiment declared the winner, else 0.', 'gauge', () =>
       all().flatMap((r) => r.doc.spec.versions.map((v) => ({ value: r.status.winner === v.name ? 1 : 0, labels: { experiment: r.doc.name, version: v.name } }))),
+    ),
+  );
+  // One series per state, 1 for the current one (kube-state-metrics' style): an alert on Failed needs no regex.
+  add(
+    scraped('sluice_experiment_state', '1 for the state an experiment is in (Pending, Running, Paused, Completed, Failed, Aborted), 0 for the others.', 'gauge', () =>
+      all().flatMap((r) => EXPERIMENT_STATES.map((state) => ({ value: r.status.state === state ? 1 : 0, labels: { experiment: r.doc.name, state } }))),
     ),
   );
   add(
