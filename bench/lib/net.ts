@@ -1,4 +1,5 @@
 import http from 'node:http';
+import https from 'node:https';
 import net from 'node:net';
 
 /** `n` distinct free TCP ports on 127.0.0.1 (bind port 0, held together so they differ, then released). */
@@ -29,10 +30,11 @@ export interface HttpResult {
   body: string;
 }
 
-/** One GET on a fresh connection (no agent), with a timeout. */
-export function httpGet(url: string, opts: { timeoutMs?: number; headers?: Record<string, string> } = {}): Promise<HttpResult> {
+/** One GET on a fresh connection (no agent), with a timeout; an https: URL is checked against `ca` (PEM). */
+export function httpGet(url: string, opts: { timeoutMs?: number; headers?: Record<string, string>; ca?: string } = {}): Promise<HttpResult> {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, headers: opts.headers, timeout: opts.timeoutMs ?? 2000 }, (res) => {
+    const get = url.startsWith('https:') ? https.get : http.get;
+    const req = get(url, { agent: false, headers: opts.headers, timeout: opts.timeoutMs ?? 2000, ...(opts.ca ? { ca: opts.ca } : {}) }, (res) => {
       let body = '';
       res.setEncoding('utf8');
       res.on('data', (d: string) => (body += d));
@@ -106,6 +108,29 @@ export async function waitForRedis(port: number, timeoutMs: number, isDead: () =
       last = (err as Error).message;
     }
     await new Promise((r) => setTimeout(r, 50));
+  }
+  return `not ready within ${Math.round(timeoutMs / 1000)} s (last: ${last})`;
+}
+
+/** Poll until something accepts TCP connections on 127.0.0.1:`port`, `isDead()` turns true, or `timeoutMs` passes. Null when ready. */
+export async function waitForPort(port: number, timeoutMs: number, isDead: () => boolean): Promise<string | null> {
+  const deadline = Date.now() + timeoutMs;
+  let last = 'no answer';
+  while (Date.now() < deadline) {
+    if (isDead()) return 'the process exited';
+    const ok = await new Promise<boolean>((resolve) => {
+      const sock = net.connect({ host: '127.0.0.1', port });
+      sock.once('connect', () => {
+        sock.destroy();
+        resolve(true);
+      });
+      sock.once('error', (err) => {
+        last = err.message;
+        resolve(false);
+      });
+    });
+    if (ok) return null;
+    await new Promise((r) => setTimeout(r, 100));
   }
   return `not ready within ${Math.round(timeoutMs / 1000)} s (last: ${last})`;
 }

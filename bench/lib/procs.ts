@@ -191,3 +191,49 @@ export function killManaged(m: Managed): void {
   killGroup(m.pid, 'SIGKILL');
   live.delete(m.child);
 }
+
+// ------------------------------------------------- other load on the machine
+
+/** user + nice + system ticks of the whole machine so far (/proc/stat's first line; irq, softirq and steal left out). */
+function machineTicks(): number {
+  const line = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0]!;
+  const f = line.trim().split(/\s+/).slice(1).map(Number);
+  return (f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0);
+}
+
+/** utime+stime of this process and every live descendant, plus the cutime+cstime of the children it has reaped (wrk, h2load). */
+function benchTicks(): number {
+  let ticks = 0;
+  for (const t of treeTicks([process.pid]).values()) ticks += t;
+  try {
+    const text = fs.readFileSync(`/proc/${process.pid}/stat`, 'utf8');
+    const rest = text.slice(text.lastIndexOf(')') + 2).split(' ');
+    ticks += Number(rest[13]) + Number(rest[14]); // cutime (16), cstime (17)
+  } catch {
+    // not on Linux: counted as no other load
+  }
+  return ticks;
+}
+
+export interface ForeignSnapshot {
+  machine: number;
+  bench: number;
+  atMs: number;
+}
+
+/**
+ * Snapshot for `foreignCpuSince`: CPU the machine spent outside the bench's
+ * own process tree (someone else's tests, builds…) in between — what makes a
+ * run's figures suspect on a shared machine.
+ */
+export function foreignSnapshot(): ForeignSnapshot {
+  return { machine: machineTicks(), bench: benchTicks(), atMs: Date.now() };
+}
+
+/** CPU seconds spent outside the bench since `before`, and that as a share of the machine's capacity (cores × wall time). */
+export function foreignCpuSince(before: ForeignSnapshot, cores: number): { seconds: number; share: number } {
+  const now = foreignSnapshot();
+  const seconds = Math.max(0, (now.machine - before.machine) - (now.bench - before.bench)) / clkTck();
+  const wall = (now.atMs - before.atMs) / 1000;
+  return { seconds, share: wall > 0 ? seconds / (wall * cores) : 0 };
+}
