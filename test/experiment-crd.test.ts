@@ -198,9 +198,11 @@ describe('examples', () => {
     const examples = exampleExperiments();
     assert.ok(examples.length >= 3, `only ${examples.length} examples found`);
     for (const { where, doc } of examples) {
-      const resource = { apiVersion: 'sluice.dev/v1alpha1', kind: 'Experiment', metadata: { name: doc.name }, spec: doc.spec };
+      // Written either as a resource (apiVersion, metadata) or as Sluice's document (name): each form checked both ways.
+      const resource = doc.apiVersion === undefined ? { apiVersion: 'sluice.dev/v1alpha1', kind: 'Experiment', metadata: { name: doc.name }, spec: doc.spec } : doc;
+      const sluiceDoc = doc.apiVersion === undefined ? doc : { kind: 'Experiment', name: doc.metadata.name, spec: doc.spec };
       assert.ok(validate(resource), `${where}: ${JSON.stringify(validate.errors)}`);
-      assert.deepEqual(problems(doc), [], where);
+      assert.deepEqual(problems(sluiceDoc), [], where);
     }
   });
 
