@@ -11,7 +11,7 @@
  */
 import type { Experiment, IterationRecord } from './client.js';
 import { criteriaText, describeFields, type Grid, historyGrid, metricErrorList, num, objectivesGrid, rewardGrid, tasksGrid, versionsGrid } from './format.js';
-import { escapeHtml as esc, lineChart, niceStep, type Series, seriesStyle } from './report-svg.js';
+import { escapeHtml as esc, lineChart, niceStep, type Series, seriesStyle } from '../common/svg-chart.js';
 
 export function reportHtml(e: Experiment, generatedAt: Date): string {
   const sections = [

@@ -1,7 +1,9 @@
 /**
- * Inline SVG charts for the HTML report: one series per version over the
+ * Inline SVG charts for the HTML report (`sluice report --html`) and the
+ * admin dashboard (admin/dashboard/): one series per version over the
  * iterations, drawn without JavaScript so the report stays a single static
- * file that prints. Pure string building; every text is HTML-escaped.
+ * file that prints, and the dashboard's page runs no chart code of its own.
+ * Pure string building; every text is HTML-escaped.
  */
 
 /** Escapes text for HTML element content and double-quoted attribute values. */
