@@ -14,6 +14,7 @@ import {
   DEFAULT_EXPOSURE_RETENTION_MS,
   DEFAULT_MAX_REWARD,
   type AdminConfig,
+  type DashboardMode,
   type ListenAddress,
   type ListenerTlsConfig,
   type SniCertificate,
@@ -52,15 +53,17 @@ export function readConfig(p: Problems, doc: unknown): SluiceConfig {
 }
 
 function readAdmin(p: Problems, v: unknown): AdminConfig {
-  const o = optMapping(p, v, 'admin', ['listen', 'token']);
+  const o = optMapping(p, v, 'admin', ['listen', 'token', 'dashboard']);
   const listen = readListen(p, o.listen, 'admin.listen', DEFAULT_ADMIN_LISTEN);
   const token = readToken(p, o.token, 'admin.token');
   const absent = o.token == null || o.token === ''; // an invalid token was reported already
   if (absent && !isLoopback(listen.host)) {
     p.add('admin.token', `an admin listener on ${listen.host} needs a token`);
   }
-  return { listen, token };
+  return { listen, token, dashboard: readEnum(p, o.dashboard, 'admin.dashboard', DASHBOARD_MODES, 'on') };
 }
+
+const DASHBOARD_MODES: readonly DashboardMode[] = ['on', 'read-only', 'off'];
 
 function readToken(p: Problems, v: unknown, path: string): string | null {
   if (v == null || v === '') return null;

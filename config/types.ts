@@ -100,9 +100,14 @@ export interface GrpcRouteConfig {
   readonly minDeadlineMs: number;
 }
 
+/** `admin.dashboard`: the page on the admin API's `GET /` (docs/dashboard.md). */
+export type DashboardMode = 'on' | 'read-only' | 'off';
+
 export interface AdminConfig {
   readonly listen: ListenAddress;
   readonly token: string | null;
+  /** `read-only` hides the page's actions; the token is what protects the API either way. */
+  readonly dashboard: DashboardMode;
 }
 
 export interface ListenAddress {

@@ -97,7 +97,7 @@ describe('a valid config', () => {
   it('parses the contract example with defaults filled in', () => {
     const c = parseConfig(PRODUCT_EXAMPLE, { env: ENV });
     assert.deepEqual(c.listen, { host: '0.0.0.0', port: 8080, http2: true, tls: null });
-    assert.deepEqual(c.admin, { listen: { host: '127.0.0.1', port: 9901 }, token: 'tok-123' });
+    assert.deepEqual(c.admin, { listen: { host: '127.0.0.1', port: 9901 }, token: 'tok-123', dashboard: 'on' });
     assert.deepEqual(c.store, { redis: 'redis://127.0.0.1:6379' });
     assert.equal(c.logLevel, 'info');
     assert.deepEqual(c.proxy, {
@@ -210,7 +210,7 @@ mirror:
     });
     const c = parseConfig(json, { env: {} });
     assert.deepEqual(c.listen, { host: '0.0.0.0', port: 0, http2: true, tls: null });
-    assert.deepEqual(c.admin, { listen: { host: '::1', port: 9901 }, token: null });
+    assert.deepEqual(c.admin, { listen: { host: '::1', port: 9901 }, token: null, dashboard: 'on' });
     assert.equal(c.proxy.versionHeader, null);
     assert.equal(c.proxy.accessLog, true);
     assert.equal(c.proxy.drainTimeoutMs, 0);
@@ -236,7 +236,7 @@ describe('${NAME} substitution', () => {
 
   it('references need no quotes, even inside flow collections', () => {
     const c = parseConfig(doc('{ listen: ${HOST:-127.0.0.1}:9, token: $${LITERAL} }'), { env: {} });
-    assert.deepEqual(c.admin, { listen: { host: '127.0.0.1', port: 9 }, token: '${LITERAL}' });
+    assert.deepEqual(c.admin, { listen: { host: '127.0.0.1', port: 9 }, token: '${LITERAL}', dashboard: 'on' });
   });
 
   it('`${NAME:-}` makes a variable optional', () => {
