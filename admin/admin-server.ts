@@ -30,6 +30,8 @@ export function createAdminServer(opts: AdminServerOptions): FastifyInstance {
     const expected = Buffer.from(`Bearer ${opts.token}`);
     app.addHook('onRequest', async (request) => {
       if (OPEN_PATHS.has(request.url.split('?')[0]!)) return;
+      // A route registered with `config: { public: true }` carries no data (the dashboard's static page, admin/dashboard/).
+      if ((request.routeOptions.config as { public?: unknown } | undefined)?.public === true) return;
       const given = Buffer.from(request.headers.authorization ?? '');
       if (given.length !== expected.length || !timingSafeEqual(given, expected)) throw new SluiceError('SLUICE_UNAUTHORIZED');
     });

@@ -13,6 +13,7 @@ import { hostname } from 'node:os';
 import type { Redis } from 'ioredis';
 import { createAdminServer } from '../admin/admin-server.js';
 import { redisRoutes } from '../admin/control-routes-api.js';
+import { registerDashboard } from '../admin/dashboard/index.js';
 import { registerExperimentsApi } from '../admin/experiments-api.js';
 import { proxyRoutes, registerRoutesApi } from '../admin/routes-api.js';
 import { SluiceError } from '../common/errors.js';
@@ -26,7 +27,7 @@ import { RedisAggregates } from '../control/redis-aggregates.js';
 import { RedisRouter } from '../control/redis-router.js';
 import { Scheduler } from '../control/scheduler.js';
 import { RedisStore } from '../control/store/redis-store.js';
-import type { ListenAddress, SluiceConfig } from '../config/types.js';
+import type { DashboardMode, ListenAddress, SluiceConfig } from '../config/types.js';
 import { createBaseRegistry } from '../common/scrape.js';
 import { ProxyServer } from '../proxy/proxy-server.js';
 import { redisSecret, withoutSecrets } from '../control/tasks/env.js';
@@ -72,9 +73,11 @@ export async function runProxy(config: SluiceConfig, shared: SharedOptions): Pro
   const sync = new RouteSync({ proxy, redis, subscriber, keys, log });
   // The data plane is ready whenever it can serve: traffic must not stop because the control store is away.
   const admin = createAdminServer({ token: config.admin.token, metrics: proxy.metrics, log, notReadyReason: () => (proxy.draining ? 'draining' : null) });
-  registerRoutesApi(admin, proxyRoutes(proxy), async () => {
+  const routes = proxyRoutes(proxy);
+  registerRoutesApi(admin, routes, async () => {
     throw new SluiceError('SLUICE_NOT_LEADER', 'in Redis mode weights are set on the control plane (sluice control, port 9902), which every proxy follows');
   });
+  registerDashboard(admin, { mode: config.admin.dashboard, kind: 'proxy', tokenRequired: config.admin.token !== null, routes, experiments: null, weightEdits: false, log });
   await listenOrExplain('traffic', config.listen, () => proxy.listen());
   await listenOrExplain('admin', config.admin.listen, () => admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port }));
   await sync.start();
@@ -115,6 +118,8 @@ export interface ControlOptions extends SharedOptions {
   readonly allowExec?: boolean;
   /** Run the Experiment controller (--kubernetes); the Redis leader is its leader. */
   readonly kubernetes?: KubernetesOptions;
+  /** The page on the control API's `GET /` (--dashboard; `admin.dashboard` for `start --redis`); default on. */
+  readonly dashboard?: DashboardMode;
 }
 
 export interface RunningControl extends RunningProcess {
@@ -168,7 +173,9 @@ export async function runControl(opts: ControlOptions): Promise<RunningControl> 
     notReadyReason: () => (redis.status === 'ready' ? null : `store unreachable (${redis.status})`),
   });
   registerExperimentsApi(admin, scheduler, router);
-  registerRoutesApi(admin, redisRoutes(router, aggregates), (route) => scheduler.refuseWhileActive(route));
+  const routes = redisRoutes(router, aggregates);
+  registerRoutesApi(admin, routes, (route) => scheduler.refuseWhileActive(route));
+  registerDashboard(admin, { mode: opts.dashboard ?? 'on', kind: 'control', tokenRequired: opts.token !== null, routes, experiments: scheduler, leader: () => leader.isLeader, weightEdits: true, log });
   admin.get('/leader', async () => ({ leader: leader.isLeader, epoch: leader.epoch }));
   await listenOrExplain('control', opts.adminListen, () => admin.listen({ host: opts.adminListen.host, port: opts.adminListen.port }));
   leader.start();

@@ -7,6 +7,7 @@ import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import type { FastifyInstance } from 'fastify';
 import { createAdminServer } from '../admin/admin-server.js';
+import { registerDashboard } from '../admin/dashboard/index.js';
 import { registerExperimentsApi } from '../admin/experiments-api.js';
 import { proxyRoutes, registerRoutesApi } from '../admin/routes-api.js';
 import { registerExperimentMetrics } from '../control/experiment-metrics.js';
@@ -69,7 +70,9 @@ export async function runSluice(config: SluiceConfig, log: Logger, opts: RunOpti
   });
   registerExperimentMetrics(proxy.metrics, () => latest.values());
   registerExperimentsApi(admin, scheduler, router);
-  registerRoutesApi(admin, proxyRoutes(proxy), (route) => scheduler.refuseWhileActive(route));
+  const routes = proxyRoutes(proxy);
+  registerRoutesApi(admin, routes, (route) => scheduler.refuseWhileActive(route));
+  registerDashboard(admin, { mode: config.admin.dashboard, kind: 'all-in-one', tokenRequired: config.admin.token !== null, routes, experiments: scheduler, weightEdits: true, log });
   try {
     await listenOrExplain('traffic', config.listen, () => proxy.listen());
     await listenOrExplain('admin', config.admin.listen, () => admin.listen({ host: config.admin.listen.host, port: config.admin.listen.port }));

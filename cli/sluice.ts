@@ -10,6 +10,7 @@ import { runControl, runProxy } from './run-shared.js';
 import { registerClientCommands } from './commands/index.js';
 import { runSluice } from './run-sluice.js';
 import type { KubernetesOptions } from '../control/kubernetes/run.js';
+import type { DashboardMode } from '../config/types.js';
 import { allowExec, requireTokenBeyondLoopback, resolveToken, tokenOverride } from './secrets.js';
 
 const program = new Command()
@@ -128,6 +129,7 @@ withKubernetesOptions(withServeOptions(
     pinToken: proxy.proxy.pinToken,
     allowExec: exec,
     kubernetes,
+    dashboard: config.admin.dashboard,
   });
   serveUntilSignal(log, async () => {
     await control.close();
@@ -158,8 +160,9 @@ withKubernetesOptions(program
   .option('--token-file <file>', 'read the admin API token from a file (env SLUICE_TOKEN_FILE)')
   .option('--allow-exec', 'let experiments run exec tasks (commands) in this process (env SLUICE_ALLOW_EXEC=1); off by default')
   .option('--log-level <level>', 'log level (env SLUICE_LOG_LEVEL)')
-  .option('--lease-ttl <ms>', 'leader lease in milliseconds; failover takes about this plus a third of it (default 5000)'))
-  .action(async (opts: KubernetesFlags & { redis?: string; redisPrefix?: string; adminListen?: string; token?: string; tokenFile?: string; allowExec?: boolean; logLevel?: string; leaseTtl?: string }) => {
+  .option('--lease-ttl <ms>', 'leader lease in milliseconds; failover takes about this plus a third of it (default 5000)')
+  .addOption(new Option('--dashboard <mode>', 'the dashboard page on the control API\'s GET / (docs/dashboard.md)').choices(['on', 'read-only', 'off']).default('on')))
+  .action(async (opts: KubernetesFlags & { redis?: string; redisPrefix?: string; adminListen?: string; token?: string; tokenFile?: string; allowExec?: boolean; logLevel?: string; leaseTtl?: string; dashboard: DashboardMode }) => {
     const redisUrl = opts.redis ?? process.env.SLUICE_REDIS_URL;
     if (!redisUrl) throw new SluiceError('SLUICE_CONFIG_INVALID', 'sluice control needs shared state', [{ path: 'redis', message: 'give --redis URL or SLUICE_REDIS_URL' }]);
     const token = resolveToken(opts);
@@ -169,7 +172,7 @@ withKubernetesOptions(program
     const log = createLogger(opts.logLevel ?? process.env.SLUICE_LOG_LEVEL ?? 'info');
     const leaseTtlMs = opts.leaseTtl === undefined ? undefined : Number(opts.leaseTtl);
     const kubernetes = await kubernetesOptions(opts, exec);
-    const running = await runControl({ redisUrl, prefix: prefixOf(opts), log, adminListen, token, leaseTtlMs, allowExec: exec, kubernetes });
+    const running = await runControl({ redisUrl, prefix: prefixOf(opts), log, adminListen, token, leaseTtlMs, allowExec: exec, kubernetes, dashboard: opts.dashboard });
     serveUntilSignal(log, () => running.close());
   });
 
