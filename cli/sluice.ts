@@ -35,6 +35,8 @@ interface KubernetesFlags {
   kubeconfig?: string;
   namespace?: string;
   kubernetesAllowExec?: boolean;
+  leaseName?: string;
+  leaseNamespace?: string;
 }
 
 function withKubernetesOptions(cmd: Command): Command {
@@ -42,12 +44,14 @@ function withKubernetesOptions(cmd: Command): Command {
     .option('--kubernetes', 'run the Experiment controller: apply, follow and report Experiment resources (sluice.dev/v1alpha1)')
     .option('--kubeconfig <file>', 'kubeconfig for --kubernetes (default: in-cluster config in a pod, else $KUBECONFIG or ~/.kube/config)')
     .option('--namespace <ns>', 'namespace whose Experiment resources are watched; * for all (default: the pod\'s or the kubeconfig context\'s)')
-    .option('--kubernetes-allow-exec', 'let Experiment resources run exec tasks; needs --allow-exec too (whoever can create a resource could run commands)');
+    .option('--kubernetes-allow-exec', 'let Experiment resources run exec tasks; needs --allow-exec too (whoever can create a resource could run commands)')
+    .option('--lease-name <name>', 'with --kubernetes (start): the Lease the controller replicas elect a leader by (default sluice-controller; one per installation)')
+    .option('--lease-namespace <ns>', 'with --kubernetes (start): the Lease\'s namespace (default Sluice\'s own: the pod\'s)');
 }
 
 async function kubernetesOptions(opts: KubernetesFlags, exec: boolean): Promise<KubernetesOptions | undefined> {
   if (opts.kubernetes !== true) {
-    if (opts.kubeconfig !== undefined || opts.namespace !== undefined || opts.kubernetesAllowExec === true) {
+    if (opts.kubeconfig !== undefined || opts.namespace !== undefined || opts.kubernetesAllowExec === true || opts.leaseName !== undefined || opts.leaseNamespace !== undefined) {
       throw new SluiceError('SLUICE_CONFIG_INVALID', 'Kubernetes options need --kubernetes', [{ path: 'kubernetes', message: 'add --kubernetes' }]);
     }
     return undefined;
@@ -56,7 +60,12 @@ async function kubernetesOptions(opts: KubernetesFlags, exec: boolean): Promise<
     throw new SluiceError('SLUICE_CONFIG_INVALID', '--kubernetes-allow-exec needs --allow-exec', [{ path: 'kubernetes-allow-exec', message: 'exec tasks are off in this process: add --allow-exec' }]);
   }
   const { clientNodeApi } = await import('../control/kubernetes/client-node-api.js');
-  return { api: clientNodeApi({ kubeconfig: opts.kubeconfig, namespace: opts.namespace }), allowExec: opts.kubernetesAllowExec === true };
+  return {
+    api: clientNodeApi({ kubeconfig: opts.kubeconfig, namespace: opts.namespace }),
+    allowExec: opts.kubernetesAllowExec === true,
+    leaseName: opts.leaseName,
+    leaseNamespace: opts.leaseNamespace,
+  };
 }
 
 function withServeOptions(cmd: Command): Command {

@@ -551,10 +551,10 @@ describe('controller', () => {
     checkNarrow(docs);
   });
 
-  test('all-in-one: `sluice start --kubernetes`, the Lease `sluice-controller` in the watched namespace (create; get and update by name)', () => {
+  test('all-in-one: `sluice start --kubernetes`, the Lease `<fullname>-controller` in the release namespace (create; get and update by name)', () => {
     const docs = render([], ['controller.enabled=true']);
     const d = named(docs, 'Deployment', 'sluice');
-    assert.deepEqual(sluiceContainer(d).args, ['start', '-c', '/etc/sluice/sluice.yaml', '--kubernetes', '--namespace', 'shop']);
+    assert.deepEqual(sluiceContainer(d).args, ['start', '-c', '/etc/sluice/sluice.yaml', '--kubernetes', '--namespace', 'shop', '--lease-name', 'sluice-controller']);
     assert.equal(d.spec.template.spec.serviceAccountName, 'sluice-controller');
     assert.equal(d.spec.template.spec.automountServiceAccountToken, true);
     assert.deepEqual(named(docs, 'Role', 'sluice-controller').rules, CONTROLLER_RULES);
@@ -565,16 +565,16 @@ describe('controller', () => {
     checkNarrow(docs);
   });
 
-  test('every namespace: --namespace \'*\', a ClusterRole and ClusterRoleBinding with the same rules; the all-in-one Lease stays a Role (in "default", where sluice start puts it)', () => {
+  test('every namespace: --namespace \'*\', a ClusterRole and ClusterRoleBinding with the same rules; the all-in-one Lease stays a Role in the release namespace (sluice start\'s own)', () => {
     const docs = render([], ['controller.enabled=true', 'controller.watchAllNamespaces=true']);
-    assert.deepEqual(sluiceContainer(named(docs, 'Deployment', 'sluice')).args.slice(-2), ['--namespace', '*']);
+    assert.deepEqual(sluiceContainer(named(docs, 'Deployment', 'sluice')).args.slice(-4), ['--namespace', '*', '--lease-name', 'sluice-controller']);
     const role = named(docs, 'ClusterRole', 'sluice-controller');
     assert.equal(role.metadata.namespace, undefined);
     assert.deepEqual(role.rules, CONTROLLER_RULES);
     const binding = named(docs, 'ClusterRoleBinding', 'sluice-controller');
     assert.deepEqual(binding.roleRef, { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'sluice-controller' });
     assert.deepEqual(binding.subjects, [{ kind: 'ServiceAccount', name: 'sluice-controller', namespace: 'shop' }]);
-    assert.deepEqual(ofKind(docs, 'Role').map((r) => [r.metadata.name, r.metadata.namespace]), [['sluice-controller-lease', 'default']]);
+    assert.deepEqual(ofKind(docs, 'Role').map((r) => [r.metadata.name, r.metadata.namespace]), [['sluice-controller-lease', 'shop']]);
     assert.deepEqual(named(docs, 'Role', 'sluice-controller-lease').rules, LEASE_RULES);
     checkNarrow(docs);
   });
@@ -921,15 +921,15 @@ test('the RBAC check of the test API server denies what the rendered rules do no
   assert.ok(can('GET', '/apis/sluice.dev/v1alpha1/namespaces/checkout/experiments?watch=true&resourceVersion=5'));
   assert.ok(can('PUT', '/apis/sluice.dev/v1alpha1/namespaces/checkout/experiments/x/status'));
   assert.ok(can('POST', '/api/v1/namespaces/checkout/events'));
-  assert.ok(can('POST', '/apis/coordination.k8s.io/v1/namespaces/checkout/leases'));
-  assert.ok(can('PUT', '/apis/coordination.k8s.io/v1/namespaces/checkout/leases/sluice-controller'));
-  assert.ok(!can('GET', '/apis/coordination.k8s.io/v1/namespaces/checkout/leases/another-lease'));
+  assert.ok(can('POST', '/apis/coordination.k8s.io/v1/namespaces/shop/leases'));
+  assert.ok(can('PUT', '/apis/coordination.k8s.io/v1/namespaces/shop/leases/sluice-controller'));
+  assert.ok(!can('GET', '/apis/coordination.k8s.io/v1/namespaces/shop/leases/another-lease'));
   assert.ok(!can('PUT', '/apis/sluice.dev/v1alpha1/namespaces/checkout/experiments/x'), 'the spec is the user\'s');
   assert.ok(!can('DELETE', '/apis/sluice.dev/v1alpha1/namespaces/checkout/experiments/x'));
   assert.ok(!can('GET', '/apis/sluice.dev/v1alpha1/namespaces/shop/experiments'), 'another namespace');
   assert.ok(!can('GET', '/apis/sluice.dev/v1alpha1/experiments'), 'every namespace');
   assert.ok(!can('GET', '/api/v1/namespaces/checkout/secrets/x'));
-  assert.ok(!can('POST', '/apis/coordination.k8s.io/v1/namespaces/shop/leases'), 'a Lease outside the watched namespace');
+  assert.ok(!can('POST', '/apis/coordination.k8s.io/v1/namespaces/checkout/leases'), 'a Lease outside its own namespace');
 });
 
 describe('the rendered commands start Sluice', () => {
@@ -974,7 +974,8 @@ describe('the rendered commands start Sluice', () => {
         env: { KUBECONFIG: kubeconfigFile(k.url, 'shop') },
       });
       await ready(`http://127.0.0.1:${admin}/readyz`, p);
-      const leaseNamespace = all ? 'default' : 'checkout';
+      // Its own namespace (the release's, from the kubeconfig context here as from the pod in a cluster), whatever it watches.
+      const leaseNamespace = 'shop';
       await waitFor(`the Lease sluice-controller in ${leaseNamespace} (seen: ${k.seen.join('; ')})`, () => k.api.lease(leaseNamespace, 'sluice-controller')?.spec?.holderIdentity, 20_000, 100);
       await acceptedExperiment(k, all ? 'team-a' : 'checkout', p);
       // Sluice runs it: the experiment is in the admin API.

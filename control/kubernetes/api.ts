@@ -56,6 +56,8 @@ export class KubeApiError extends Error {
 export interface KubeApi {
   /** The namespace watched; null: all. */
   readonly namespace: string | null;
+  /** Sluice's own namespace (the pod's, else the kubeconfig context's, else "default"): where its Lease lives. */
+  readonly homeNamespace: string;
   listExperiments(): Promise<{ items: ExperimentResource[]; resourceVersion: string }>;
   /**
    * Watches from `resourceVersion`; `onEvent` gets every event (an ERROR

@@ -62,7 +62,8 @@ async function call<T>(fn: () => Promise<T>): Promise<T> {
 
 export function clientNodeApi(opts: ClientOptions = {}): KubeApi {
   const kc = loadConfig(opts);
-  const ns = opts.namespace === '*' ? null : (opts.namespace ?? defaultNamespace(kc));
+  const home = defaultNamespace(kc);
+  const ns = opts.namespace === '*' ? null : (opts.namespace ?? home);
   const custom = kc.makeApiClient(CustomObjectsApi);
   const core = kc.makeApiClient(CoreV1Api);
   const coordination = kc.makeApiClient(CoordinationV1Api);
@@ -70,6 +71,7 @@ export function clientNodeApi(opts: ClientOptions = {}): KubeApi {
   const watchPath = ns === null ? `/apis/${CRD_GROUP}/${CRD_VERSION}/${CRD_PLURAL}` : `/apis/${CRD_GROUP}/${CRD_VERSION}/namespaces/${ns}/${CRD_PLURAL}`;
   return {
     namespace: ns,
+    homeNamespace: home,
 
     async listExperiments() {
       const list = await call(() => (ns === null ? custom.listClusterCustomObject(base) : custom.listNamespacedCustomObject({ ...base, namespace: ns })));

@@ -30,6 +30,8 @@ export class LeaseElector implements Leadership {
   #stopped = false;
   readonly #listeners = new Set<(isLeader: boolean) => void>();
   readonly #duration: number;
+  /** The last failure logged, so that an outage is logged once, not every tick. */
+  #lastError: string | null = null;
 
   constructor(
     private readonly api: KubeApi,
@@ -74,9 +76,13 @@ export class LeaseElector implements Leadership {
   async #tick(): Promise<void> {
     try {
       this.#set(await this.#tryAcquire());
+      this.#lastError = null;
     } catch (err) {
       // An API outage: a leader that cannot renew must stop acting before its lease runs out elsewhere.
-      if (this.#leader) this.opts.log.warn({ err: (err as Error).message }, 'lease renewal failed: no longer the controller leader');
+      const message = (err as Error).message;
+      if (this.#leader) this.opts.log.warn({ err: message }, 'lease renewal failed: no longer the controller leader');
+      else if (message !== this.#lastError) this.opts.log.warn({ err: message, lease: `${this.opts.namespace}/${this.opts.name}` }, 'cannot take the controller lease: is the API server reachable, and may this account read and write leases?');
+      this.#lastError = message;
       this.#set(false);
     }
     if (this.#stopped) return;

@@ -11,7 +11,7 @@ import { LeaseElector, type Leadership } from './lease.js';
 
 export interface KubernetesOptions {
   readonly api: KubeApi;
-  /** Where the Lease lives; default the watched namespace, else "default". */
+  /** Where the Lease lives; default Sluice's own namespace (the pod's). */
   readonly leaseNamespace?: string;
   readonly leaseName?: string;
   readonly leaseSeconds?: number;
@@ -29,7 +29,7 @@ export interface RunningController {
 export function startController(k: KubernetesOptions, scheduler: ExperimentPort, log: Logger, leadership?: Leadership): RunningController {
   const identity = k.identity ?? `${hostname()}-${process.pid}`;
   const elector = leadership === undefined
-    ? new LeaseElector(k.api, { namespace: k.leaseNamespace ?? k.api.namespace ?? 'default', name: k.leaseName ?? 'sluice-controller', identity, durationSeconds: k.leaseSeconds, log })
+    ? new LeaseElector(k.api, { namespace: k.leaseNamespace ?? k.api.homeNamespace, name: k.leaseName ?? 'sluice-controller', identity, durationSeconds: k.leaseSeconds, log })
     : null;
   const controller = new ExperimentController({ api: k.api, scheduler, leadership: leadership ?? elector!, log, identity, allowExec: k.allowExec });
   controller.start();

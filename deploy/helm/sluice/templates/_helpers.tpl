@@ -71,6 +71,9 @@ The process that runs the Experiment controller (--kubernetes): `sluice start` i
 {{- if .Values.controller.allowExec }}
 {{- $args = append $args "--kubernetes-allow-exec" }}
 {{- end }}
+{{- if eq .Values.mode "all-in-one" }}
+{{- $args = concat $args (list "--lease-name" (printf "%s-controller" (include "sluice.fullname" .))) }}
+{{- end }}
 {{- toJson $args }}
 {{- end }}
 
