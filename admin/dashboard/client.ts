@@ -186,7 +186,7 @@ export const CLIENT_SCRIPT = String.raw`
     var tbl = table(chart.title + ' (data)', chart.table.headers, chart.table.rows, { rowHeaders: true, id: 'chart-' + chart.id + '-table' });
     return h('figure', { 'aria-labelledby': 'cap-' + chart.id }, [
       box,
-      h('figcaption', { id: 'cap-' + chart.id, text: chart.caption }),
+      h('figcaption', { id: 'cap-' + chart.id }, [h('strong', { text: chart.title + '. ' }), chart.caption]),
       details('details-' + experiment + '-' + chart.id, 'The chart as a table', tbl),
     ]);
   }
