@@ -1,11 +1,12 @@
 /**
- * Read-only views: `sluice get experiments|routes`, `sluice describe EXP`, `sluice report EXP [--html FILE]`.
+ * Read-only views: `sluice get experiments|routes`, `sluice describe EXP [--watch]`, `sluice report EXP [--html FILE]`.
  */
 import { writeFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { CliError, usageError } from '../client.js';
 import { describeText, experimentsTable, reportText, routesTable } from '../format.js';
 import { reportHtml } from '../report-html.js';
+import { watchDescribe } from './watch.js';
 import { type ClientOptions, type OutputOptions, print, printJson, runWithClient, withClientOptions, withOutputOption } from './common.js';
 
 const RESOURCES: Readonly<Record<string, 'experiments' | 'routes'>> = {
@@ -51,10 +52,17 @@ export function registerGetCommands(program: Command): void {
       program
         .command('describe')
         .description('an experiment: state, iteration, reason, winner, weights, per-version metrics, verdicts, objectives and SRM')
-        .argument('<experiment>', 'experiment name'),
+        .argument('<experiment>', 'experiment name')
+        .option('-w, --watch', 'read it again every --interval seconds and refresh the view, until it has ended (or Ctrl-C)')
+        .option('--interval <seconds>', 'with --watch: seconds between reads', '2'),
     ),
-  ).action((name: string, opts: ClientOptions & OutputOptions) =>
+  ).action((name: string, opts: ClientOptions & OutputOptions & { watch?: boolean; interval: string }) =>
     runWithClient(opts, async (client) => {
+      if (opts.watch) {
+        const intervalS = Number(opts.interval);
+        if (!(intervalS >= 0.1)) throw usageError(`--interval must be a number of seconds >= 0.1, got ${JSON.stringify(opts.interval)}`, 'sluice describe EXP --watch [--interval 2]');
+        return watchDescribe(client, name, { intervalS, json: opts.output === 'json' });
+      }
       const e = await client.getExperiment(name);
       if (opts.output === 'json') printJson(e);
       else print(describeText(e));

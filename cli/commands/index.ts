@@ -5,6 +5,7 @@
 import type { Command } from 'commander';
 import { registerApplyCommands } from './apply.js';
 import { registerAssertCommand } from './assert.js';
+import { registerDashboardCommand } from './dashboard.js';
 import { registerGetCommands } from './get.js';
 import { registerLifecycleCommands } from './lifecycle.js';
 import { registerMetricsCommands } from './metrics.js';
@@ -17,4 +18,5 @@ export function registerClientCommands(program: Command): void {
   registerWeightsCommand(program);
   registerAssertCommand(program);
   registerMetricsCommands(program);
+  registerDashboardCommand(program);
 }
