@@ -792,3 +792,34 @@ describe('cleartext: h2c by prior knowledge beside HTTP/1.1, and h2c/h2 versions
     }
   });
 });
+
+describe('listen.http2: false', () => {
+  it('serves HTTP/1.1 only: a prior-knowledge h2c client is refused at the connection, HTTP/1.1 is served', async () => {
+    const up = await startUpstream('v1');
+    const s = await startSluice({
+      listen: { address: '127.0.0.1:0', http2: false },
+      routes: [{ name: 'r', versions: [{ name: 'v1', url: up.url }] }],
+    });
+    after(async () => {
+      await s.close();
+      await up.close();
+    });
+    const r = await fetch(s.trafficUrl);
+    assert.equal(r.status, 200);
+    await r.body?.cancel();
+    // The preface is no HTTP/1.1 request line: the HTTP/1.1 parser answers 400 and closes; the session never comes up.
+    const failed = await new Promise<boolean>((resolve) => {
+      const session = http2.connect(s.trafficUrl);
+      session.on('error', () => resolve(true));
+      session.on('close', () => resolve(true));
+      const req = session.request({ ':path': '/' });
+      req.on('error', () => {});
+      req.on('response', () => {
+        session.destroy();
+        resolve(false);
+      });
+      req.end();
+    });
+    assert.equal(failed, true);
+  });
+});
