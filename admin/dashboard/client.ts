@@ -38,6 +38,8 @@ export const CLIENT_SCRIPT = String.raw`
   var conn = { controller: null, state: 'connecting', lostAt: null, retryMs: 1000, retryTimer: null, watchdog: null, retryAt: null };
   var drafts = {};
   var openDetails = {};
+  // The version picked for promotion, per experiment: kept across redraws.
+  var promoteChoice = {};
 
   // ------------------------------------------------------------ DOM helpers
 
@@ -323,7 +325,7 @@ export const CLIENT_SCRIPT = String.raw`
     var p = o.process;
     if (p.error) b.appendChild(h('p', { class: 'banner warning', text: p.error }));
     if (p.kind === 'proxy') b.appendChild(h('p', { class: 'banner', text: 'A proxy in Redis mode: its own routes and counters. Experiments and weight changes are on the control plane (sluice control, port 9902), which every proxy follows.' }));
-    if (p.kind === 'control' && p.leader === false) b.appendChild(h('p', { class: 'banner', text: 'This control-plane replica is a standby: it shows the shared state, and the leader runs the experiments and takes the actions.' }));
+    if (p.kind === 'control' && p.leader === false) b.appendChild(h('p', { class: 'banner', text: 'This control-plane replica is a standby: it shows the shared state; the leader runs the experiments and is the one that takes actions (a standby refuses them with 409 SLUICE_FENCED).' }));
   }
 
   function renderExperiments(content, o) {
@@ -438,7 +440,7 @@ export const CLIENT_SCRIPT = String.raw`
     fillMirrorAlerts(mirrorAlerts, s.route, s.versions);
     append(content, [alerts, mirrorAlerts]);
 
-    if (!READ_ONLY && o.process.experiments) append(content, actionsBar(e));
+    if (!READ_ONLY && o.process.experiments) append(content, actionsBar(e, o.process.leader === false));
 
     append(content, h('h3', { text: 'Versions' }));
     append(content, h('p', { class: 'note', id: 'live-window', text: liveWindowText() }));
@@ -514,13 +516,15 @@ export const CLIENT_SCRIPT = String.raw`
     }
   }
 
-  function actionsBar(e) {
+  // standby: a control-plane replica that does not lead refuses every change (409 SLUICE_FENCED).
+  function actionsBar(e, standby) {
     var s = e.summary;
     var st = s.state;
     var active = st === 'Pending' || st === 'Running' || st === 'Paused';
     var bar = h('section', { class: 'actions', 'aria-labelledby': 'actions-title' }, h('h3', { id: 'actions-title', text: 'Actions' }));
+    if (standby) bar.appendChild(h('p', { class: 'note', text: 'This replica is a standby: take actions on the leader’s dashboard.' }));
     function button(id, label, enabled, cls, run) {
-      var b = h('button', { type: 'button', id: id, class: cls || null, text: label, disabled: !enabled || !!s.ending });
+      var b = h('button', { type: 'button', id: id, class: cls || null, text: label, disabled: standby || !enabled || !!s.ending });
       b.addEventListener('click', run);
       return b;
     }
@@ -537,9 +541,22 @@ export const CLIENT_SCRIPT = String.raw`
       }),
     ]);
     var canPromote = st === 'Running' || st === 'Paused' || st === 'Completed' || st === 'Failed';
-    var select = h('select', { id: 'promote-version', disabled: !canPromote || !!s.ending }, s.versions.map(function (v) {
-      return h('option', { value: v, selected: v === (s.winner || s.versions[s.versions.length - 1]), text: v });
+    // Offered first: the winner, else the version most likely best, else the first candidate.
+    var likely = s.winner;
+    var bestP = -1;
+    if (!likely) {
+      e.versions.forEach(function (v) {
+        if (v.pBest !== null && v.pBest > bestP) {
+          likely = v.name;
+          bestP = v.pBest;
+        }
+      });
+    }
+    likely = likely || s.versions[1] || s.versions[0];
+    var select = h('select', { id: 'promote-version', disabled: standby || !canPromote || !!s.ending }, s.versions.map(function (v) {
+      return h('option', { value: v, selected: v === (promoteChoice[s.name] || likely), text: v });
     }));
+    select.addEventListener('change', function () { promoteChoice[s.name] = select.value; });
     append(bar, [
       h('label', { for: 'promote-version', text: 'Promote' }),
       select,
@@ -585,7 +602,7 @@ export const CLIENT_SCRIPT = String.raw`
           return [m.version, { content: m.percent + '%', class: 'num' }, m.compare ? 'yes' : 'no', liveCell(r.name, m.version, 'mirror')];
         }), { rowHeaders: true, id: 'mirrors-' + r.name }));
       }
-      if (!READ_ONLY && o.process.weightEdits && !r.owner) append(section, weightEditor(r));
+      if (!READ_ONLY && o.process.weightEdits && o.process.leader !== false && !r.owner) append(section, weightEditor(r));
       content.appendChild(section);
     });
   }
