@@ -64,7 +64,7 @@ export async function runDemo(opts: DemoOptions): Promise<ExperimentStatus> {
     },
   });
   out(`experiment ${EXPERIMENT}: Hybrid A/B/n, reward conversion-rate, SLOs error-rate <= 2% and latency-p95 <= 100 ms`);
-  out(`(follow along: curl ${sluice.adminUrl}/experiments/${EXPERIMENT} · curl ${sluice.adminUrl}/metrics)\n`);
+  out(`(follow along: ${sluice.adminUrl}/ in a browser, the live dashboard · curl ${sluice.adminUrl}/experiments/${EXPERIMENT} · curl ${sluice.adminUrl}/metrics)\n`);
   await sluice.scheduler.apply(doc);
 
   const load = startLoad(sluice.trafficUrl, opts.qps ?? 150);
