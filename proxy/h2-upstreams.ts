@@ -1,9 +1,9 @@
 /**
  * HTTP/2 connections to h2c and h2 versions, for streams that arrive over
  * HTTP/2 (gRPC above all). node:http2 directly, not undici: a proxied gRPC
- * call needs the upstream's RST_STREAM code, trailers-only answers, streams
- * that may idle for minutes and both directions flowing at once, and undici's
- * h2 client reduces the first two to a generic error and times out the third
+ * call needs the upstream's RST_STREAM code and streams that may idle for
+ * minutes; undici's h2 client reduces the first to a generic error, times
+ * out the second (bodyTimeout), and costs 3.2× the CPU per call
  * (bench/README.md, "HTTP/2 upstreams").
  *
  * One session per version, a second one only when the first has as many
@@ -15,10 +15,16 @@ import type { UpstreamProtocol } from '../config/types.js';
 import type { UpstreamTlsOptions } from './upstream-tls.js';
 
 const kStreams = Symbol('sluice.openStreams');
-type Session = ClientHttp2Session & { [kStreams]: number };
+const kMax = Symbol('sluice.maxStreams');
+/** Open streams, and how many the upstream allows (read from its SETTINGS once, not per stream). */
+type Session = ClientHttp2Session & { [kStreams]: number; [kMax]: number };
 
 /** Streams the upstream's SETTINGS allow at once, when it has not said yet: RFC 9113 §6.5.2 recommends ≥ 100. */
 const ASSUMED_MAX_STREAMS = 100;
+
+function onRemoteSettings(this: Session, settings: { maxConcurrentStreams?: number }): void {
+  this[kMax] = settings.maxConcurrentStreams ?? ASSUMED_MAX_STREAMS;
+}
 
 function onStreamClose(this: ClientHttp2Stream & { session: Session }): void {
   const s = this.session as Session | undefined;
@@ -54,8 +60,7 @@ export class H2Upstream {
         list.splice(i--, 1);
         continue;
       }
-      const max = s.remoteSettings?.maxConcurrentStreams ?? ASSUMED_MAX_STREAMS;
-      if (s[kStreams] < max) return s;
+      if (s[kStreams] < s[kMax]) return s;
     }
     return this.#connect();
   }
@@ -69,6 +74,8 @@ export class H2Upstream {
     };
     const s = http2.connect(this.origin, options) as Session;
     s[kStreams] = 0;
+    s[kMax] = ASSUMED_MAX_STREAMS;
+    s.on('remoteSettings', onRemoteSettings);
     this.#sessions.push(s);
     // A connect that hangs fails its streams instead of leaving them waiting for ever.
     const timer = setTimeout(() => {

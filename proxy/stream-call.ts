@@ -5,10 +5,11 @@
  * deadline, the client going away, and what the version is charged with.
  * The upstream side is stream-to-h2.ts or stream-to-h1.ts.
  */
-import { constants as h2, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
+import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { ERRORS } from '../common/errors.js';
 import { GRPC_CANCELLED, GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE } from '../common/grpc-status.js';
 import { creditReward, type ForwardSettings, type RewardTarget } from './forward.js';
+import { REWARD_HEADER } from './headers.js';
 import type { Exposure } from './exposures.js';
 import { encodeGrpcMessage, grpcErrorHeaders, grpcOutcome, grpcStatusOfHttp } from './grpc.js';
 import type { CompiledRoute, Version } from './routing-table.js';
@@ -18,6 +19,21 @@ import { CLIENT_SHORT_DEADLINE, REASON_INDEX, STATUS_CLIENT_CLOSED, type Generat
 import { upstreamErrorBody, type UpstreamFailure } from './upstream-errors.js';
 
 export type ResponseHeaders = Record<string, string | string[] | number>;
+
+/** An empty trailers block: Node then ends the stream with an empty DATA frame. Never written to. */
+const EMPTY_TRAILERS: ResponseHeaders = Object.freeze({}) as ResponseHeaders;
+
+const kCall = Symbol('sluice.streamCall');
+type TrackedStream = ServerHttp2Stream & { [kCall]: StreamCall };
+
+// Shared listeners (`this` is the client's stream): no closures per call.
+function onClientClose(this: TrackedStream): void {
+  this[kCall].clientGone();
+}
+
+function onWantTrailers(this: TrackedStream): void {
+  this[kCall].sendTrailers();
+}
 
 const TIMEOUT_FAILURE: UpstreamFailure = Object.freeze({ reason: 'timeout', reasonIndex: REASON_INDEX.timeout, code: 'SLUICE_UPSTREAM_TIMEOUT', status: 504 });
 
@@ -31,8 +47,10 @@ export class StreamCall implements RewardTarget, SlowClientState {
   #upstreamHeaders: IncomingHttpHeaders | null = null;
   #trailers: IncomingHttpHeaders | null = null;
   #timer: NodeJS.Timeout | null = null;
-  /** Stops the upstream side (cancels its stream or request). */
-  cancelUpstream: (() => void) | null = null;
+  /** Stops the upstream side (cancels its stream or request); called with `this` the call. */
+  cancelUpstream: ((this: StreamCall) => void) | null = null;
+  /** The HTTP/2 upstream stream (stream-to-h2.ts); null for http1 versions. */
+  upstream: ClientHttp2Stream | null = null;
   readonly rewardOut = { reward: Number.NaN };
   bucket = -1;
   counts: GenerationCounts | null = null;
@@ -54,7 +72,8 @@ export class StreamCall implements RewardTarget, SlowClientState {
     readonly startMs: number,
     readonly settings: ForwardSettings,
   ) {
-    stream.once('close', () => this.clientGone());
+    (stream as TrackedStream)[kCall] = this;
+    stream.once('close', onClientClose);
   }
 
   get finished(): boolean {
@@ -131,7 +150,7 @@ export class StreamCall implements RewardTarget, SlowClientState {
     }
     this.#responded = true;
     if (end) this.#finish(false);
-    else this.stream.once('wantTrailers', () => this.#sendTrailers());
+    else this.stream.once('wantTrailers', onWantTrailers);
     return true;
   }
 
@@ -145,25 +164,21 @@ export class StreamCall implements RewardTarget, SlowClientState {
     if (!this.stream.writableEnded) this.stream.end();
   }
 
-  #sendTrailers(): void {
+  /** The client's stream asks for its trailers (wantTrailers): the body is through. */
+  sendTrailers(): void {
     const own = this.#ownStatus;
-    let out: ResponseHeaders = {};
+    let out: ResponseHeaders = EMPTY_TRAILERS;
     if (own >= 0) out = { 'grpc-status': String(own), 'grpc-message': this.#ownMessage };
     else if (this.#trailers !== null) {
-      const rewardOut = this.rewardOut;
-      for (const name in this.#trailers) {
-        const v = this.#trailers[name];
-        if (v === undefined || name.charCodeAt(0) === 58) continue;
-        if (name === 'x-sluice-reward') {
-          const text = Array.isArray(v) ? v[0]! : v;
-          const n = Number(text);
-          rewardOut.reward = Number.isFinite(n) && text.trim() !== '' ? n : Number.POSITIVE_INFINITY;
-          continue;
-        }
-        out[name] = v;
+      // Node's trailers object holds no pseudo-headers: passed on as it is, less the reward (which is Sluice's).
+      out = this.#trailers as ResponseHeaders;
+      const reward = out[REWARD_HEADER];
+      if (reward !== undefined) {
+        const text = String(Array.isArray(reward) ? reward[0] : reward);
+        const n = Number(text);
+        creditReward(this, Number.isFinite(n) && text.trim() !== '' ? n : Number.POSITIVE_INFINITY, this.settings.maxReward);
+        delete out[REWARD_HEADER];
       }
-      const reward = rewardOut.reward;
-      if (reward === reward) creditReward(this, reward, this.settings.maxReward);
     }
     try {
       this.stream.sendTrailers(out as OutgoingHttpHeaders);
@@ -181,7 +196,7 @@ export class StreamCall implements RewardTarget, SlowClientState {
    * after them a gRPC call gets it in its trailers and anything else a reset
    * stream. `grpcCode` -1: the failure's usual code.
    */
-  failed(err: Error, f: UpstreamFailure, grpcCode: number): void {
+  failed(err: Error, f: UpstreamFailure, grpcCode: number, what: string = ERRORS[f.code].message): void {
     if (this.#finished) return;
     const { stats, name } = this.version;
     stats.recordUpstreamError(f.reasonIndex);
@@ -189,7 +204,7 @@ export class StreamCall implements RewardTarget, SlowClientState {
     // Stopped after the call is counted: undici's abort calls back synchronously, which must find it finished.
     const cancel = this.cancelUpstream;
     this.cancelUpstream = null;
-    const message = `sluice: version ${name} of route ${this.route.name}: ${ERRORS[f.code].message}`;
+    const message = `sluice: version ${name} of route ${this.route.name}: ${what}`;
     if (this.grpc) {
       const code = grpcCode >= 0 ? grpcCode : f.reason === 'timeout' ? GRPC_DEADLINE_EXCEEDED : GRPC_UNAVAILABLE;
       this.#ownStatus = code;
@@ -198,7 +213,7 @@ export class StreamCall implements RewardTarget, SlowClientState {
       else this.endBody(); // → wantTrailers → our status
       this.status = this.status || 200;
       this.#finish(true);
-      cancel?.();
+      cancel?.call(this);
       return;
     }
     if (!this.#responded) {
@@ -210,7 +225,7 @@ export class StreamCall implements RewardTarget, SlowClientState {
       this.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
     }
     this.#finish(true);
-    cancel?.();
+    cancel?.call(this);
   }
 
   /** The client stopped sending its body (proxy.clientBodyTimeout): 408, nothing charged to the version. */
@@ -275,7 +290,7 @@ export class StreamCall implements RewardTarget, SlowClientState {
     this.version.stats.recordClientError(CLIENT_SHORT_DEADLINE);
     this.version.stats.recordGrpc(GRPC_DEADLINE_EXCEEDED);
     if (this.mirrors !== null) this.#primaryDone(GRPC_DEADLINE_EXCEEDED, false);
-    cancel?.();
+    cancel?.call(this);
   }
 
   /** The client's stream closed: after a normal end that is nothing; before it, the client left (499, CANCELLED). */

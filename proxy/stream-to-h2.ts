@@ -6,6 +6,7 @@
  * call's status.
  */
 import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders } from 'node:http2';
+import type { Duplex } from 'node:stream';
 import { GRPC_UNAVAILABLE } from '../common/grpc-status.js';
 import { grpcStatusOfReset } from './grpc.js';
 import { clientHeadersOfStream } from './headers.js';
@@ -29,43 +30,105 @@ function failureOf(err: Error): UpstreamFailure {
   return classifyUpstreamError(err);
 }
 
+const kCall = Symbol('sluice.streamCall');
+type Upstream = ClientHttp2Stream & { [kCall]: StreamCall };
+
+/**
+ * Moves one stream's body into the other with backpressure: what pipe()
+ * does, less its bookkeeping (a dozen listeners added and removed per call,
+ * measurable at gRPC rates). Teardown is the call's: either side closing
+ * ends it (StreamCall.clientGone, onClose below), which stops both.
+ */
+const kTarget = Symbol('sluice.relayTarget');
+const kSource = Symbol('sluice.relaySource');
+type RelaySource = Duplex & { [kTarget]: Duplex };
+type RelayTarget = Duplex & { [kSource]: Duplex };
+
+function relay(from: Duplex, to: Duplex): void {
+  (from as RelaySource)[kTarget] = to;
+  (to as RelayTarget)[kSource] = from;
+  from.on('data', onRelayData);
+  from.once('end', onRelayEnd);
+}
+
+function onRelayData(this: RelaySource, chunk: Buffer): void {
+  const to = this[kTarget];
+  if (!to.write(chunk)) {
+    this.pause();
+    to.once('drain', onRelayDrain);
+  }
+}
+
+function onRelayDrain(this: RelayTarget): void {
+  this[kSource].resume();
+}
+
+function onRelayEnd(this: RelaySource): void {
+  const to = this[kTarget];
+  if (!to.writableEnded && !to.destroyed) to.end();
+}
+
+// Listeners shared by every stream (`this` is the upstream stream, its call hangs off it): no closures per call.
+
+function onResponse(this: Upstream, h: IncomingHttpHeaders, flags: number): void {
+  const call = this[kCall];
+  if (call.finished) return;
+  call.clearHeaderDeadline();
+  const status = Number(h[':status']);
+  const out = clientHeadersOfStream(h, call.settings.versionHeader, call.version.name, call.rewardOut);
+  const end = (flags & h2.NGHTTP2_FLAG_END_STREAM) !== 0;
+  if (call.respond(status, out, h, end) && !end) {
+    if (call.mirrors !== null) this.on('data', onMirroredData);
+    relay(this, call.stream);
+  }
+}
+
+function onMirroredData(this: Upstream, chunk: Buffer): void {
+  this[kCall].mirrors?.responseData(chunk);
+}
+
+function onTrailers(this: Upstream, t: IncomingHttpHeaders): void {
+  this[kCall].setTrailers(t);
+}
+
+function onEnd(this: Upstream): void {
+  this[kCall].upstreamEnded();
+}
+
+// Errors also close the stream; onClose judges with the RST code at hand.
+function ignore(): void {}
+
+function onClose(this: Upstream): void {
+  const call = this[kCall];
+  if (call.finished) return;
+  const rst = this.rstCode ?? h2.NGHTTP2_NO_ERROR;
+  const cause = this.errored;
+  // The connection failed (refused, timed out, went away): the failure's own status, UNAVAILABLE.
+  if (cause !== null && (cause as { code?: string }).code !== 'ERR_HTTP2_STREAM_ERROR') return call.failed(cause, failureOf(cause), -1);
+  if (call.responded && rst === h2.NGHTTP2_NO_ERROR) return; // ended cleanly: the client side finishes (wantTrailers)
+  const err = new Error(`upstream stream reset (RST_STREAM ${rst})`);
+  call.failed(err, RESET, rst === h2.NGHTTP2_NO_ERROR ? GRPC_UNAVAILABLE : grpcStatusOfReset(rst), `reset the stream (RST_STREAM code ${rst})`);
+}
+
+function cancel(this: StreamCall): void {
+  const up = this.upstream;
+  if (up !== null && !up.destroyed) up.close(h2.NGHTTP2_CANCEL);
+}
+
 export function forwardToH2(call: StreamCall, headers: Record<string, string | string[]>, hasBody: boolean): void {
-  const version = call.version;
-  let up: ClientHttp2Stream;
+  let up: Upstream;
   try {
-    up = version.h2!.request(headers, !hasBody);
+    up = call.version.h2!.request(headers, !hasBody) as Upstream;
   } catch (err) {
     return call.failed(err as Error, failureOf(err as Error), -1);
   }
-  const down = call.stream;
-  call.cancelUpstream = () => {
-    if (!up.destroyed) up.close(h2.NGHTTP2_CANCEL);
-  };
-  if (hasBody) down.pipe(up);
-  up.on('response', (h: IncomingHttpHeaders, flags: number) => {
-    if (call.finished) return;
-    call.clearHeaderDeadline();
-    const status = Number(h[':status']);
-    const out = clientHeadersOfStream(h, call.settings.versionHeader, version.name, call.rewardOut);
-    const end = (flags & h2.NGHTTP2_FLAG_END_STREAM) !== 0;
-    if (call.respond(status, out, h, end) && !end) {
-      const mirrors = call.mirrors;
-      if (mirrors !== null) up.on('data', (chunk: Buffer) => mirrors.responseData(chunk));
-      up.pipe(down);
-    }
-  });
-  up.on('trailers', (t: IncomingHttpHeaders) => call.setTrailers(t));
-  up.once('end', () => call.upstreamEnded());
-  // Errors also close the stream; 'close' below judges with the RST code at hand.
-  up.on('error', () => {});
-  up.once('close', () => {
-    if (call.finished) return;
-    const rst = up.rstCode ?? h2.NGHTTP2_NO_ERROR;
-    const cause = up.errored;
-    // The connection failed (refused, timed out, went away): the failure's own status, UNAVAILABLE.
-    if (cause !== null && (cause as { code?: string }).code !== 'ERR_HTTP2_STREAM_ERROR') return call.failed(cause, failureOf(cause), -1);
-    if (call.responded && rst === h2.NGHTTP2_NO_ERROR) return; // ended cleanly: the client side finishes (wantTrailers)
-    const err = new Error(`upstream stream closed (RST_STREAM ${rst})`);
-    call.failed(err, RESET, rst === h2.NGHTTP2_NO_ERROR ? GRPC_UNAVAILABLE : grpcStatusOfReset(rst));
-  });
+  up[kCall] = call;
+  call.upstream = up;
+  call.cancelUpstream = cancel;
+  if (hasBody) relay(call.stream, up);
+  up.on('response', onResponse);
+  up.on('trailers', onTrailers);
+  up.once('end', onEnd);
+  up.on('error', ignore);
+  up.once('close', onClose);
 }
