@@ -28,7 +28,7 @@ test('Redis mode: the proxy\'s dashboard has its own routes and counters; the co
   const { config } = await startShop(t, [{ conversionRate: 0.1, seed: 1 }, { conversionRate: 0.1, seed: 2 }]);
   const prefix = `dash${process.pid}:`;
   const [trafficPort, proxyAdminPort, ...controlPorts] = await Promise.all(Array.from({ length: 4 }, freePort));
-  sluice(t, ['proxy', '-c', config, '--redis', redis.url, '--redis-prefix', prefix, '--listen', `127.0.0.1:${trafficPort}`, '--admin-listen', `127.0.0.1:${proxyAdminPort}`]);
+  const proxy = sluice(t, ['proxy', '-c', config, '--redis', redis.url, '--redis-prefix', prefix, '--listen', `127.0.0.1:${trafficPort}`, '--admin-listen', `127.0.0.1:${proxyAdminPort}`]);
   const controls = controlPorts.map((port, i) => {
     const args = ['control', '--redis', redis.url, '--redis-prefix', prefix, '--admin-listen', `127.0.0.1:${port}`, '--lease-ttl', String(LEASE_TTL_MS)];
     const child = sluice(t, i === 1 ? [...args, '--dashboard', 'read-only'] : args);
@@ -39,15 +39,23 @@ test('Redis mode: the proxy\'s dashboard has its own routes and counters; the co
   const traffic = new Pool(`http://127.0.0.1:${trafficPort}`, { connections: 4 });
   t.after(() => Promise.all([proxyAdmin, traffic, ...controls.map((c) => c.api)].map((p) => p.close())));
 
+  let waiting = 'nothing answered yet';
   const leaderIndex = await waitFor('the proxy ready and one control leader seeing the route', async () => {
-    if ((await json(proxyAdmin, 'GET', '/readyz')).status !== 200) return null;
+    const ready = await json(proxyAdmin, 'GET', '/readyz');
+    if (ready.status !== 200) return void (waiting = `proxy /readyz ${ready.status} ${JSON.stringify(ready.body)}`);
     const views = await Promise.all(controls.map(async (c) => ({ leader: await json(c.api, 'GET', '/leader'), routes: await json(c.api, 'GET', '/routes') })));
+    waiting = `controls: ${JSON.stringify(views.map((v) => ({ leader: v.leader.body, routes: v.routes.body?.routes?.length })))}`;
     if (views.some((v) => v.routes.body?.routes?.length !== 1)) return null;
     const leading = views.flatMap((v, i) => (v.leader.body?.leader === true ? [i] : []));
-    return leading.length === 1 ? leading[0]! : null;
-  }, 20_000, 50);
-  const leader = controls[leaderIndex]!;
-  const standby = controls[1 - leaderIndex]!;
+    // An object: index 0 would read as "not yet" to waitFor.
+    return leading.length === 1 ? { index: leading[0]! } : null;
+  }, 30_000, 50).catch((err: Error) => {
+    // Say what was awaited, which process was not there, and what each wrote.
+    const outputs = [['proxy', proxy], ...controls.map((c, i) => [`control ${i}`, c.child] as const)] as const;
+    throw new Error(`${err.message}\nlast seen: ${waiting}\n${outputs.map(([name, p]) => `--- ${name} (exit ${p.process.exitCode ?? p.process.signalCode ?? 'none'}):\n${p.output().slice(-1500)}`).join('\n')}`);
+  });
+  const leader = controls[leaderIndex.index]!;
+  const standby = controls[1 - leaderIndex.index]!;
   assert.equal((await json(leader.api, 'PUT', '/experiments/ab', endlessAb('ab', 0.5, 10_000))).status, 201);
   steadyLoad(t, traffic, 4, 2);
 
@@ -71,7 +79,7 @@ test('Redis mode: the proxy\'s dashboard has its own routes and counters; the co
   // Both control replicas follow the experiment; the standby reads the shared store.
   const feeds = await Promise.all(controls.map((c) => openEvents(c.url, { experiment: 'ab' })));
   t.after(() => feeds.forEach((f) => f.close()));
-  const [leaderFeed, standbyFeed] = [feeds[leaderIndex]!, feeds[1 - leaderIndex]!];
+  const [leaderFeed, standbyFeed] = [feeds[leaderIndex.index]!, feeds[1 - leaderIndex.index]!];
   assert.equal((await leaderFeed.next('overview')).data.process.leader, true);
   assert.equal((await standbyFeed.next('overview')).data.process.leader, false);
   const seen = (await standbyFeed.next('experiment', (d) => d.summary?.iteration >= 3, 15_000)).data.summary.iteration as number;
