@@ -63,7 +63,8 @@ test('Redis mode: the proxy\'s dashboard has its own routes and counters; the co
   assert.match(await (await fetch(`${controls[1]!.url}/`)).text(), /<meta name="sluice-dashboard" content="read-only">/);
   assert.match(await (await fetch(`${controls[0]!.url}/`)).text(), /<meta name="sluice-dashboard" content="on">/);
 
-  // The proxy: its own routes and live counters, no experiments, no weight edits.
+  // The proxy: the page on its admin port, its own routes and live counters, no experiments, no weight edits.
+  assert.match(await (await fetch(`${proxyUrl}/`)).text(), /<meta name="sluice-dashboard" content="on">/);
   const proxyFeed = await openEvents(proxyUrl, { experiment: 'ab' });
   t.after(() => proxyFeed.close());
   const proxyOverview = (await proxyFeed.next('overview')).data;
