@@ -370,7 +370,8 @@ describe('exec task', () => {
     const slack = 4 * (await execBaseline());
     const t0 = Date.now();
     const { run: r } = await run({ task: 'exec', shell: true, command: [`sleep 30 & echo $! > ${pidFile}; wait`], timeoutSeconds: 0.5 });
-    assertFailed(r, 'SLUICE_TASK_TIMEOUT', /did not finish within 0\.5 s.*process group killed \(SIGTERM\)/);
+    // On a loaded machine the group may not be gone within the 2 s grace, and then gets SIGKILL too: either way the whole group was killed.
+    assertFailed(r, 'SLUICE_TASK_TIMEOUT', /did not finish within 0\.5 s.*process group killed \(SIGTERM(\)|, then SIGKILL after 2 s\))/);
     assert.ok(Date.now() - t0 < 4000 + slack, `took ${Date.now() - t0} ms (slack ${slack} ms)`);
     const pid = Number(readFileSync(pidFile, 'utf8'));
     await waitFor(`the background sleep (pid ${pid}) to be gone`, () => !alive(pid), 3000);
