@@ -143,7 +143,23 @@ export function compareWith(primary: Primary, plan: MirrorPlan): void {
   if (plan.compared.length > 0) primary.front = new ComparingHandler(primary, plan.compared);
 }
 
-class ShadowHandler implements Dispatcher.DispatchHandler {
+/** undici reports HTTP/1.1 headers and trailers as [name, value, …] buffers, HTTP/2 trailers as an object. */
+function grpcStatusIn(h: unknown): number {
+  if (h == null) return -1;
+  if (Array.isArray(h)) {
+    for (let i = 0; i < h.length; i += 2) if (String(h[i]).toLowerCase() === 'grpc-status') return Number(String(h[i + 1]));
+    return -1;
+  }
+  const v = (h as Record<string, unknown>)['grpc-status'];
+  return v === undefined ? -1 : Number(v);
+}
+
+/**
+ * One shadow exchange. `grpc`: the outcome compared is the call's
+ * grpc-status (from a trailers-only answer's headers, else its trailers),
+ * not the HTTP status, which is 200 for almost every gRPC answer.
+ */
+export class ShadowHandler implements Dispatcher.DispatchHandler {
   #abort: ((err?: Error) => void) | null = null;
   #done = false;
   #status = 0;
@@ -153,6 +169,7 @@ class ShadowHandler implements Dispatcher.DispatchHandler {
   constructor(
     private readonly mirror: Mirror,
     private readonly comparison: MirrorComparison | null,
+    private readonly grpc = false,
   ) {
     this.#hash = comparison !== null ? createHash('sha1') : null;
     // undici's timeouts bound each wait; this bounds the whole exchange, trickling bodies included.
@@ -165,8 +182,13 @@ class ShadowHandler implements Dispatcher.DispatchHandler {
     else this.#abort = abort;
   }
 
-  onHeaders(status: number): boolean {
-    if (status >= 200) this.#status = status;
+  onHeaders(status: number, rawHeaders: Buffer[]): boolean {
+    if (status < 200) return true;
+    this.#status = status;
+    if (this.grpc) {
+      const inHeaders = grpcStatusIn(rawHeaders);
+      this.#status = inHeaders >= 0 ? inHeaders : status === 200 ? -1 : status;
+    }
     return true;
   }
 
@@ -175,8 +197,10 @@ class ShadowHandler implements Dispatcher.DispatchHandler {
     return true;
   }
 
-  onComplete(): void {
+  onComplete(trailers?: unknown): void {
     if (this.#end()) return;
+    // No grpc-status anywhere: UNKNOWN, as a gRPC client would read it.
+    if (this.grpc && this.#status < 0) this.#status = Math.max(grpcStatusIn(trailers), 2);
     if (this.comparison !== null) this.comparison.shadowEnd(this.#status, this.#hash!.digest('hex'));
     else this.mirror.version.stats.recordMirror(MIRROR_OK);
   }

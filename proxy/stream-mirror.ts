@@ -7,11 +7,9 @@
  * replaying half of a stream means nothing to the shadow; streaming calls
  * count as `dropped`. Copies go through the shadow version's own undici pool.
  */
-import { createHash, type Hash } from 'node:crypto';
 import type { Dispatcher } from 'undici';
-import { MirrorComparison, countDropped } from './mirror.js';
+import { MirrorComparison, ShadowHandler, countDropped } from './mirror.js';
 import type { Mirror } from './routing-table.js';
-import { MIRROR_ERROR, MIRROR_OK } from './stats.js';
 
 const SHADOW_HOST_SUFFIX = '-shadow';
 
@@ -126,7 +124,7 @@ export class StreamMirrors {
         return;
       }
       m.gate.inFlight++;
-      const handler = new StreamShadow(m, c, this.grpc);
+      const handler = new ShadowHandler(m, c, this.grpc);
       const headers = { ...this.headers };
       if (typeof headers.host === 'string') headers.host += SHADOW_HOST_SUFFIX;
       try {
@@ -135,84 +133,6 @@ export class StreamMirrors {
         handler.onError();
       }
     });
-  }
-}
-
-/** undici reports HTTP/1.1 headers and trailers as [name, value, …] buffers, HTTP/2 trailers as an object. */
-function grpcStatusIn(h: unknown): number {
-  if (h == null) return -1;
-  if (Array.isArray(h)) {
-    for (let i = 0; i < h.length; i += 2) if (String(h[i]).toLowerCase() === 'grpc-status') return Number(String(h[i + 1]));
-    return -1;
-  }
-  const v = (h as Record<string, unknown>)['grpc-status'];
-  return v === undefined ? -1 : Number(v);
-}
-
-class StreamShadow implements Dispatcher.DispatchHandler {
-  #abort: ((err?: Error) => void) | null = null;
-  #done = false;
-  #status = 0;
-  #hash: Hash | null = null;
-  readonly #timer: NodeJS.Timeout;
-
-  constructor(
-    private readonly mirror: Mirror,
-    private readonly comparison: MirrorComparison | null,
-    private readonly grpc: boolean,
-  ) {
-    if (comparison !== null) this.#hash = createHash('sha1');
-    this.#timer = setTimeout(() => this.#fail(), mirror.timeoutMs);
-    this.#timer.unref();
-  }
-
-  onConnect(abort: (err?: Error) => void): void {
-    if (this.#done) abort();
-    else this.#abort = abort;
-  }
-
-  onHeaders(status: number, rawHeaders: Buffer[]): boolean {
-    if (status < 200) return true;
-    this.#status = status;
-    // Trailers-only: the status is in the headers.
-    if (this.grpc) this.#status = grpcStatusIn(rawHeaders) >= 0 ? grpcStatusIn(rawHeaders) : status === 200 ? -1 : status;
-    return true;
-  }
-
-  onData(chunk: Buffer): boolean {
-    this.#hash?.update(chunk);
-    return true;
-  }
-
-  onComplete(trailers: unknown): void {
-    if (this.#end()) return;
-    if (this.grpc && this.#status < 0) this.#status = Math.max(grpcStatusIn(trailers), 2 /* UNKNOWN: no status at all */);
-    if (this.comparison !== null) this.comparison.shadowEnd(this.#status, this.#hash!.digest('hex'));
-    else this.mirror.version.stats.recordMirror(MIRROR_OK);
-  }
-
-  onError(): void {
-    if (this.#end()) return;
-    this.#count();
-  }
-
-  #fail(): void {
-    if (this.#end()) return;
-    this.#abort?.();
-    this.#count();
-  }
-
-  #count(): void {
-    if (this.comparison !== null) this.comparison.shadowFailed();
-    else this.mirror.version.stats.recordMirror(MIRROR_ERROR);
-  }
-
-  #end(): boolean {
-    if (this.#done) return true;
-    this.#done = true;
-    clearTimeout(this.#timer);
-    this.mirror.gate.inFlight--;
-    return false;
   }
 }
 
