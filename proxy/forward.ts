@@ -52,7 +52,18 @@ function onClientClose(this: TrackedResponse): void {
  */
 const kUsed = Symbol('sluice.socketUsed');
 type UpstreamSocket = Socket & { [kUsed]?: true };
-let connecting: ForwardHandler | null = null;
+
+/** A handler that wants to know which connection its request went out on (this one, stream-to-h1.ts). */
+export interface ConnectionAware {
+  sentOn(socket: Socket, reused: boolean): void;
+}
+
+let connecting: ConnectionAware | null = null;
+
+/** Call from a handler's onConnect: the sendHeaders that follows at once reports its connection to it. */
+export function awaitConnection(handler: ConnectionAware): void {
+  connecting = handler;
+}
 subscribe('undici:client:sendHeaders', (message) => {
   const socket = (message as { socket: UpstreamSocket }).socket;
   const h = connecting;
@@ -65,7 +76,7 @@ subscribe('undici:client:sendHeaders', (message) => {
  * Safe to send twice: no body, and a method RFC 9110 calls idempotent. A stale
  * keep-alive connection may have taken the first copy; these may be retried once.
  */
-const REPLAYABLE = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
+export const REPLAYABLE: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
 function withoutContentLength(headers: string[]): void {
   for (let i = headers.length - 2; i >= 0; i -= 2) {
@@ -160,7 +171,7 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#abortUpstream = abort;
     this.#reused = false;
     this.#socket = null;
-    connecting = this;
+    awaitConnection(this);
   }
 
   /** Called by the sendHeaders subscriber: which connection this attempt went out on. */

@@ -3,26 +3,48 @@
  * the same pool HTTP/1.1 clients use: a browser on h2 reaching an app that
  * speaks HTTP/1.1 is the everyday ingress case.
  */
+import type { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import type { Dispatcher } from 'undici';
+import { awaitConnection, REPLAYABLE, type ConnectionAware } from './forward.js';
 import { clientResponseHeaders, headerObject } from './headers.js';
 import type { StreamCall } from './stream-call.js';
-import { classifyUpstreamError } from './upstream-errors.js';
+import { classifyUpstreamError, isConnectionLoss } from './upstream-errors.js';
+import { UpstreamPool } from './upstreams.js';
 
-class StreamToH1 implements Dispatcher.DispatchHandler {
+class StreamToH1 implements Dispatcher.DispatchHandler, ConnectionAware {
   #resume: (() => void) | null = null;
+  #responded = false;
+  #retried = false;
+  /** The attempt in flight went out on a connection that had carried a request before, which had read this much then. */
+  #reused = false;
+  #socket: Socket | null = null;
+  #readAtSend = 0;
 
-  constructor(private readonly call: StreamCall) {}
+  constructor(
+    private readonly call: StreamCall,
+    private readonly opts: Dispatcher.DispatchOptions,
+  ) {}
 
   onConnect(abort: (err?: Error) => void): void {
     if (this.call.finished) return abort();
     this.call.cancelUpstream = () => abort();
+    this.#reused = false;
+    this.#socket = null;
+    awaitConnection(this);
+  }
+
+  sentOn(socket: Socket, reused: boolean): void {
+    this.#reused = reused;
+    this.#socket = socket;
+    this.#readAtSend = socket.bytesRead;
   }
 
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void): boolean {
     const call = this.call;
     if (call.finished) return false;
     if (status < 200) return true;
+    this.#responded = true;
     call.clearHeaderDeadline();
     this.#resume = resume;
     const flat = clientResponseHeaders(rawHeaders, call.settings.versionHeader, call.version.name, call.rewardOut);
@@ -60,7 +82,33 @@ class StreamToH1 implements Dispatcher.DispatchHandler {
 
   onError(err: Error): void {
     if (this.call.finished) return;
+    if (this.#mayRetry(err)) return;
     this.call.failed(err, classifyUpstreamError(err), -1);
+  }
+
+  /**
+   * As forward.ts does for HTTP/1.1 clients: a replayable request without a
+   * body that a *reused* connection lost before any response byte (the
+   * upstream closed it while idle, just as we sent) goes once more on a
+   * connection of its own. Anything else keeps its error.
+   */
+  #mayRetry(err: Error): boolean {
+    const o = this.opts;
+    if (this.#retried || !this.#reused || this.#responded || o.body != null) return false;
+    if (!REPLAYABLE.has(o.method) || !isConnectionLoss(err)) return false;
+    if (this.#socket === null || this.#socket.bytesRead !== this.#readAtSend) return false;
+    const pool = this.call.version.pool;
+    if (!(pool instanceof UpstreamPool)) return false;
+    this.#retried = true;
+    this.call.version.stats.recordRetry();
+    const client = pool.freshClient();
+    try {
+      client.dispatch({ ...o, reset: true }, this);
+    } catch (e) {
+      this.call.failed(e as Error, classifyUpstreamError(e as Error), -1);
+    }
+    client.close().catch(() => {});
+    return true;
   }
 }
 
@@ -84,10 +132,11 @@ export function forwardToH1(call: StreamCall, method: string, path: string, head
   const gate = call.settings.slow.admit(call.version.pool);
   if (gate === null) return call.shed();
   call.gate = gate;
-  const handler = new StreamToH1(call);
   const upload = body === null || Buffer.isBuffer(body) ? body : uploadOf(body);
+  const opts: Dispatcher.DispatchOptions = { path, method: method as Dispatcher.HttpMethod, headers, body: upload };
+  const handler = new StreamToH1(call, opts);
   try {
-    call.version.pool.dispatch({ path, method: method as Dispatcher.HttpMethod, headers, body: upload }, handler);
+    call.version.pool.dispatch(opts, handler);
   } catch (err) {
     handler.onError(err as Error);
   }

@@ -141,3 +141,40 @@ describe('idle keep-alive races', () => {
     assert.equal(s.errors, 4, 'each failure is the version\'s error');
   });
 });
+
+describe('idle keep-alive races, client on HTTP/2', () => {
+  it('a GET that arrived as an HTTP/2 stream and was lost on a reused upstream connection is retried once too', async (t) => {
+    const { default: http2 } = await import('node:http2');
+    const up = await RawUpstream.start((req, socket) => (req.onConn === 0 ? ok(socket, req) : socket.destroy()));
+    const sluice = await startSluice({ routes: [{ name: 'r', versions: [{ name: 'v1', url: up.url }] }] });
+    const session = http2.connect(sluice.trafficUrl);
+    t.after(async () => {
+      session.close();
+      await sluice.close();
+      await up.close();
+    });
+    const get = (path: string) =>
+      new Promise<{ status: number; body: string }>((resolve, reject) => {
+        const s = session.request({ ':path': path });
+        let body = '';
+        let status = 0;
+        s.on('response', (h) => (status = Number(h[':status'])));
+        s.on('data', (c: Buffer) => (body += c));
+        s.on('end', () => resolve({ status, body }));
+        s.on('error', reject);
+        s.end();
+      });
+    const n = 20;
+    for (let i = 0; i < n; i++) {
+      const r = await get(`/h2/${i}`);
+      assert.equal(r.status, 200, `request ${i}: ${r.body}`);
+      assert.equal(r.body, `ok /h2/${i}`);
+    }
+    const lost = up.requests.filter((r) => r.onConn > 0);
+    assert.ok(lost.length >= n / 2 - 1, `only ${lost.length} requests met a reused connection: the race was not reproduced`);
+    for (const r of lost) assert.equal(up.requests.filter((o) => o.target === r.target).length, 2, `${r.target}: sent exactly twice`);
+    const text = await (await fetch(`${sluice.adminUrl}/metrics`)).text();
+    assert.equal(promValue(text, 'sluice_upstream_retries_total', { route: 'r', version: 'v1', reason: 'reset' }), lost.length);
+    assert.equal(promValue(text, 'sluice_upstream_errors_total', { route: 'r', version: 'v1', reason: 'reset' }), 0);
+  });
+});
