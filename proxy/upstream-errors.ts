@@ -39,6 +39,10 @@ const BY_CODE: Readonly<Record<string, UpstreamFailure>> = {
   EPIPE: RESET,
   UND_ERR_SOCKET: RESET,
   UND_ERR_CLOSED: RESET,
+  // undici's HTTP/2 client (h2/h2c versions, HTTP/1.1 clients): the upstream reset the stream, or the session went.
+  ERR_HTTP2_STREAM_ERROR: RESET,
+  ERR_HTTP2_SESSION_ERROR: RESET,
+  ERR_HTTP2_GOAWAY_SESSION: RESET,
   UND_ERR_RES_CONTENT_LENGTH_MISMATCH: PROTOCOL,
   UND_ERR_INFO: PROTOCOL,
 };
