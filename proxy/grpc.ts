@@ -28,8 +28,12 @@ export function grpcTimeoutMs(value: string | string[] | undefined): number {
   const unit = UNIT_MS[value[value.length - 1]!];
   const digits = value.slice(0, -1);
   if (unit === undefined || !/^\d+$/.test(digits)) return -1;
-  return Number(digits) * unit;
+  const ms = Number(digits) * unit;
+  // Past ~24.8 days setTimeout fires at once (a TimeoutOverflowWarning): a deadline that far is none at all.
+  return ms > MAX_TIMER_MS ? -1 : ms;
 }
+
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 /**
  * The status an upstream's HTTP status means when it is not a gRPC answer
