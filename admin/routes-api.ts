@@ -72,7 +72,7 @@ export function proxyRoutes(proxy: ProxyServer): RoutesPort {
         route: st.route.name,
         versions: Object.fromEntries(st.route.versions.map((v) => [v.name, v.stats.snapshot()])),
       })),
-    statsExtras: () => ({ upstreamPools: proxy.upstreams.poolStats() }),
+    statsExtras: () => ({ upstreamPools: proxy.upstreams.poolStats(), upstreamSessions: proxy.upstreams.h2Stats() }),
   };
 }
 

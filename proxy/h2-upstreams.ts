@@ -26,9 +26,12 @@ function onRemoteSettings(this: Session, settings: { maxConcurrentStreams?: numb
   this[kMax] = settings.maxConcurrentStreams ?? ASSUMED_MAX_STREAMS;
 }
 
-function onStreamClose(this: ClientHttp2Stream & { session: Session }): void {
-  const s = this.session as Session | undefined;
-  if (s !== undefined) s[kStreams]--;
+/** The session a stream was opened on: by 'close', `stream.session` is already gone. */
+export const kSession = Symbol('sluice.upstreamSession');
+type TrackedStream = ClientHttp2Stream & { [kSession]: Session };
+
+function onStreamClose(this: TrackedStream): void {
+  this[kSession][kStreams]--;
 }
 
 export class H2Upstream {
@@ -46,8 +49,9 @@ export class H2Upstream {
   /** Opens a stream; errors (refused connection, GOAWAY) arrive on it as 'error'. */
   request(headers: OutgoingHttpHeaders, endStream: boolean): ClientHttp2Stream {
     const session = this.#session();
+    const stream = session.request(headers, { endStream }) as TrackedStream;
     session[kStreams]++;
-    const stream = session.request(headers, { endStream });
+    stream[kSession] = session;
     stream.once('close', onStreamClose);
     return stream;
   }

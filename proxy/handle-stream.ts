@@ -79,12 +79,16 @@ export function createStreamHandler(ctx: TrafficContext) {
         call.exposureSeq = exposure.seq;
       }
     }
-    // gRPC: the client's deadline is the call's; nothing else bounds it, as a stream may idle for as long as
-    // it likes. Others: the route's request timeout bounds the wait for response headers, as on HTTP/1.1.
-    const deadline = grpc ? grpcTimeoutMs(headers['grpc-timeout']) : state.route.timeouts.requestMs;
-    if (deadline >= 0) call.deadline(deadline);
-
     const hasBody = (flags & h2.NGHTTP2_FLAG_END_STREAM) === 0;
+    // gRPC: the client's deadline is the call's; nothing else bounds it, as a stream may idle for as long as
+    // it likes. Others: the route's request timeout bounds the wait for response headers once the request
+    // is all sent, as on HTTP/1.1 — a slow upload is the client's time, not the version's.
+    if (grpc) {
+      const deadline = grpcTimeoutMs(headers['grpc-timeout']);
+      if (deadline >= 0) call.deadline(deadline);
+    } else if (!hasBody) call.deadline(state.route.timeouts.requestMs);
+    else stream.once('end', () => call.finished || call.responded || call.deadline(state.route.timeouts.requestMs));
+
     const socket = stream.session?.socket;
     const remote = socket?.remoteAddress ?? '';
     const encrypted = (socket as { encrypted?: boolean } | undefined)?.encrypted === true;
@@ -118,7 +122,12 @@ export function createStreamHandler(ctx: TrafficContext) {
       // As on HTTP/1.1 (slow-clients.ts): a body of known, bounded size is read whole first, so a slow
       // upload holds no upstream connection; a larger one streams, paced by HTTP/2 flow control.
       const length = Number(headers['content-length'] ?? -1);
-      if (length < 0 || length > settings.slow.options.requestBufferBytes) return forwardToH1(call, method, path, upHeaders, stream);
+      // Within requestBuffer and the process-wide budget (bufferMemory, shared with HTTP/1.1); else it streams.
+      if (!(length >= 0 && length <= settings.slow.options.requestBufferBytes) || !settings.slow.reserve(length)) {
+        return forwardToH1(call, method, path, upHeaders, stream);
+      }
+      // Held until the stream closes: the body lives as long as the request may be sent (or retried).
+      stream.once('close', () => settings.slow.release(length));
       readBody(call, length, settings.slow.options.clientBodyTimeoutMs, (body) => forwardToH1(call, method, path, upHeaders, body));
     }
   };

@@ -16,7 +16,14 @@ const HOP_BY_HOP = new Set([
   'trailer',
   'transfer-encoding',
   'upgrade',
+  // HTTP/1.1's h2c upgrade carries it; HTTP/2 refuses it as connection-specific (node:http2 throws on it).
+  'http2-settings',
 ]);
+
+/** Whether a header describes one connection only (it must not cross the proxy, and HTTP/2 refuses it). */
+export function isHopByHop(name: string): boolean {
+  return HOP_BY_HOP.has(name);
+}
 
 /** Header names a Connection header value lists, beyond close/keep-alive; null when none. */
 export function connectionTokens(value: string | undefined): Set<string> | null {

@@ -28,6 +28,10 @@ export interface ListenerOptions {
 }
 
 const kOpen = Symbol('sluice.openStreams');
+
+function resumeSocket(socket: net.Socket): void {
+  if (!socket.destroyed) socket.resume();
+}
 type Session = ServerHttp2Session & { [kOpen]: number };
 
 /**
@@ -35,10 +39,23 @@ type Session = ServerHttp2Session & { [kOpen]: number };
  * cleartext, or HTTPS with the listener's certificates; ProtocolSwitch then
  * puts HTTP/2 beside it.
  */
-export function createTrafficServer(config: TrafficListenConfig, handler: http.RequestListener, log: Logger): { server: http.Server; certificates: ListenerCertificates | null } {
+export function createTrafficServer(
+  config: TrafficListenConfig,
+  handler: http.RequestListener,
+  log: Logger,
+  handshakeMs: number,
+): { server: http.Server; certificates: ListenerCertificates | null } {
   if (config.tls === null) return { server: http.createServer(handler), certificates: null };
   const certificates = new ListenerCertificates(config.tls, log);
-  const server = https.createServer({ ...certificates.serverOptions(), ALPNProtocols: config.http2 ? ['h2', 'http/1.1'] : ['http/1.1'] }, handler);
+  const server = https.createServer(
+    {
+      ...certificates.serverOptions(),
+      ALPNProtocols: config.http2 ? ['h2', 'http/1.1'] : ['http/1.1'],
+      // A handshake that never completes must not hold a socket for Node's default 120 s.
+      ...(handshakeMs > 0 ? { handshakeTimeout: handshakeMs } : {}),
+    },
+    handler,
+  );
   certificates.watch(server);
   return { server, certificates };
 }
@@ -66,7 +83,7 @@ export class ProtocolSwitch {
       for (const l of http1) l.call(server, socket);
     };
     if (tlsOn) {
-      server.on('secureConnection', (socket: tls.TLSSocket) => (socket.alpnProtocol === 'h2' ? this.#h2.emit('connection', socket) : toHttp1(socket)));
+      server.on('secureConnection', (socket: tls.TLSSocket) => (socket.alpnProtocol === 'h2' ? this.#toH2(socket) : toHttp1(socket)));
     } else {
       server.on('connection', (socket: net.Socket) => this.#sniff(socket, toHttp1));
     }
@@ -88,10 +105,22 @@ export class ProtocolSwitch {
     return this.#sessions.size;
   }
 
+  /**
+   * HTTP/1.1's server accepts its sockets half-open (allowHalfOpen: it may
+   * still answer after the client's FIN); an HTTP/2 session does not handle
+   * that, and a client gone would leave the session — its streams, their
+   * upstream streams and the drain — waiting for ever.
+   */
+  #toH2(socket: net.Socket): void {
+    socket.allowHalfOpen = false;
+    this.#h2.emit('connection', socket);
+  }
+
   /** Reads until the bytes either are the HTTP/2 preface or cannot be, then hands the connection on with them. */
   #sniff(socket: net.Socket, toHttp1: (socket: net.Socket) => void): void {
     let seen: Buffer = Buffer.alloc(0);
-    const timer = setTimeout(() => socket.destroy(), this.options.firstBytesMs);
+    // 0: no bound (proxy.headersTimeout: 0 turns it off), as for HTTP/1.1's own headers timeout.
+    const timer = this.options.firstBytesMs > 0 ? setTimeout(() => socket.destroy(), this.options.firstBytesMs) : undefined;
     const onError = (): void => {
       clearTimeout(timer);
       socket.destroy();
@@ -108,8 +137,11 @@ export class ProtocolSwitch {
       socket.pause();
       socket.unshift(seen);
       if (prefix) {
-        // The session reads what was unshifted on its next tick; resuming here would lose it.
-        this.#h2.emit('connection', socket);
+        // The session reads what was unshifted on its next tick; resuming here would lose it. Resumed
+        // after that tick: a socket left paused never reads the client's FIN, and a client gone would
+        // keep its streams (and their upstream streams) open.
+        this.#toH2(socket);
+        process.nextTick(resumeSocket, socket);
       } else {
         toHttp1(socket);
         socket.resume();

@@ -202,7 +202,7 @@ export class ProxyServer {
       logger: false,
       // HTTPS when listen.tls is set; HTTP/2 is put beside it below (ProtocolSwitch).
       serverFactory: (handler) => {
-        const made = createTrafficServer(this.config.listen, handler, this.log);
+        const made = createTrafficServer(this.config.listen, handler, this.log, p.headersTimeoutMs || p.requestTimeoutMs);
         this.#certificates = made.certificates;
         return made.server;
       },
@@ -257,7 +257,7 @@ export class ProxyServer {
     if (this.config.listen.http2) {
       const onStream = createStreamHandler({ table, forward, pinPrefix: `${this.pinToken}:` });
       this.#protocols = new ProtocolSwitch(app.server, this.config.listen.tls !== null, onStream, {
-        firstBytesMs: p.headersTimeoutMs,
+        firstBytesMs: p.headersTimeoutMs || p.requestTimeoutMs,
         idleMs: p.keepAliveTimeoutMs,
       });
     }

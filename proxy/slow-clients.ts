@@ -119,6 +119,21 @@ export class SlowClients {
   }
 
   /**
+   * Reserves `n` bytes of the budget for a body read whole (HTTP/2 requests,
+   * handle-stream.ts): false when it would go past bufferMemory (the body
+   * then streams). Give it back with `release`.
+   */
+  reserve(n: number): boolean {
+    if (this.#used + n > this.options.bufferMemoryBytes) return false;
+    this.#used += n;
+    return true;
+  }
+
+  release(n: number): void {
+    this.#used -= n;
+  }
+
+  /**
    * Reads a body whose room was reserved, then calls `done` with it. A client
    * that pauses longer than clientBodyTimeout between chunks gets 408; one that
    * leaves gets nothing. Either way nothing was dispatched: no version is

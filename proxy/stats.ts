@@ -22,10 +22,12 @@ export const REASON_INDEX: Readonly<Record<UpstreamErrorReason, number>> = Objec
  * counted apart, never in a version's requests or errors, so that no client can
  * fail a healthy version.
  */
-export const CLIENT_ERROR_REASONS = ['invalid-request', 'short-deadline'] as const;
+export const CLIENT_ERROR_REASONS = ['invalid-request', 'short-deadline', 'slow-reader'] as const;
 export const CLIENT_INVALID_REQUEST = 0;
 /** A gRPC call whose deadline, shorter than the route's grpc.minDeadline, ran out. */
 export const CLIENT_SHORT_DEADLINE = 1;
+/** A gRPC call whose deadline ran out while the client was not reading what the version had sent. */
+export const CLIENT_SLOW_READER = 2;
 
 /** Requests retried once on a fresh connection after a reused one was lost before any response byte. */
 export const RETRY_REASONS = ['reset'] as const;

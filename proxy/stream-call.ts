@@ -15,7 +15,7 @@ import { encodeGrpcMessage, grpcErrorHeaders, grpcOutcome, grpcStatusOfHttp } fr
 import type { CompiledRoute, Version } from './routing-table.js';
 import type { BufferHold, PoolGate, SlowClientState } from './slow-clients.js';
 import type { StreamMirrors } from './stream-mirror.js';
-import { CLIENT_SHORT_DEADLINE, REASON_INDEX, STATUS_CLIENT_CLOSED, type GenerationCounts } from './stats.js';
+import { CLIENT_INVALID_REQUEST, CLIENT_SHORT_DEADLINE, CLIENT_SLOW_READER, REASON_INDEX, STATUS_CLIENT_CLOSED, type GenerationCounts } from './stats.js';
 import { upstreamErrorBody, type UpstreamFailure } from './upstream-errors.js';
 
 export type ResponseHeaders = Record<string, string | string[] | number>;
@@ -183,7 +183,8 @@ export class StreamCall implements RewardTarget, SlowClientState {
     try {
       this.stream.sendTrailers(out as OutgoingHttpHeaders);
     } catch {
-      // the client reset the stream as we finished
+      // The client reset the stream as we finished, or a trailer HTTP/2 refuses: either way, no stream left waiting.
+      if (!this.stream.destroyed) this.stream.close(h2.NGHTTP2_INTERNAL_ERROR);
     }
     if (own < 0) this.#finish(false);
   }
@@ -231,6 +232,7 @@ export class StreamCall implements RewardTarget, SlowClientState {
   /** The client stopped sending its body (proxy.clientBodyTimeout): 408, nothing charged to the version. */
   bodyTimedOut(): void {
     if (this.#finished) return;
+    this.#clearTimer();
     this.status = 408;
     if (this.grpc) this.#sendOwn(grpcErrorHeaders(GRPC_CANCELLED, 'sluice: the request body did not arrive in time', this.#versionHeaders()), true);
     else this.#sendOwn({ ':status': 408, 'content-type': 'application/json; charset=utf-8' }, false, JSON.stringify({ error: { code: 'SLUICE_REQUEST_TIMEOUT', message: 'the request body did not arrive in time' } }));
@@ -249,8 +251,35 @@ export class StreamCall implements RewardTarget, SlowClientState {
     if (this.grpc) this.#sendOwn(grpcErrorHeaders(GRPC_UNAVAILABLE, message, this.#versionHeaders()), true);
     else this.#sendOwn({ ':status': 503, 'content-type': 'application/json; charset=utf-8', 'retry-after': '1', ...this.#versionHeaders() }, false, JSON.stringify({ error: { code: 'SLUICE_OVERLOADED', message } }));
     this.#finished = true;
+    this.#clearTimer();
     this.version.stats.record(503, performance.now() - this.startMs, false);
     if (this.grpc) this.version.stats.recordGrpc(GRPC_UNAVAILABLE);
+    if (this.mirrors !== null) this.#primaryDone(GRPC_UNAVAILABLE, false);
+  }
+
+  /**
+   * The request cannot be forwarded as the client sent it (a header the
+   * upstream client refuses): 400, or INTERNAL for gRPC, counted as the
+   * client's error, never the version's.
+   */
+  refused(err: Error): void {
+    if (this.#finished) return;
+    this.#clearTimer();
+    this.#finished = true;
+    this.status = 400;
+    const message = `the request cannot be forwarded as sent: ${err.message}`;
+    if (this.grpc) this.#sendOwn(grpcErrorHeaders(13, `sluice: ${message}`, this.#versionHeaders()), true);
+    else this.#sendOwn({ ':status': 400, 'content-type': 'application/json; charset=utf-8' }, false, JSON.stringify({ error: { code: 'SLUICE_REQUEST_UNFORWARDABLE', message } }));
+    this.settings.slow.leave(this);
+    this.version.stats.recordClientError(CLIENT_INVALID_REQUEST);
+    if (this.mirrors !== null) this.#primaryDone(-1, false);
+  }
+
+  #clearTimer(): void {
+    if (this.#timer !== null) {
+      clearTimeout(this.#timer);
+      this.#timer = null;
+    }
   }
 
   #versionHeaders(): Record<string, string> {
@@ -272,22 +301,30 @@ export class StreamCall implements RewardTarget, SlowClientState {
   #timedOut(): void {
     this.#timer = null;
     if (this.#finished) return;
-    if (this.grpc && !this.#chargeDeadline) return this.#clientDeadline();
+    if (this.grpc && !this.#chargeDeadline) return this.#clientDeadline(CLIENT_SHORT_DEADLINE);
+    // The client is not reading what the version already sent: the deadline passed on the client's side.
+    if (this.grpc && this.#responded && this.stream.writableNeedDrain) return this.#clientDeadline(CLIENT_SLOW_READER);
     this.failed(new Error(this.grpc ? 'grpc-timeout reached' : 'no response headers in time'), TIMEOUT_FAILURE, GRPC_DEADLINE_EXCEEDED);
   }
 
-  /** A deadline below grpc.minDeadline ran out: DEADLINE_EXCEEDED for the client, nothing charged to the version. */
-  #clientDeadline(): void {
+  /**
+   * A deadline that is the client's doing ran out — shorter than
+   * grpc.minDeadline, or passed while the client would not read: DEADLINE_EXCEEDED
+   * for the client, nothing charged to the version.
+   */
+  #clientDeadline(reason: number): void {
     const cancel = this.cancelUpstream;
     this.cancelUpstream = null;
     this.#ownStatus = GRPC_DEADLINE_EXCEEDED;
-    this.#ownMessage = 'sluice: deadline exceeded (shorter than the route\'s grpc.minDeadline: not counted against the version)';
+    this.#ownMessage = reason === CLIENT_SHORT_DEADLINE
+      ? 'sluice: deadline exceeded (shorter than the route\'s grpc.minDeadline: not counted against the version)'
+      : 'sluice: deadline exceeded while the client was not reading (not counted against the version)';
     if (!this.#responded) this.#sendOwn(grpcErrorHeaders(GRPC_DEADLINE_EXCEEDED, this.#ownMessage, this.#versionHeaders()), true);
     else this.endBody();
     this.status = this.status || 200;
     this.#finished = true;
     this.settings.slow.leave(this);
-    this.version.stats.recordClientError(CLIENT_SHORT_DEADLINE);
+    this.version.stats.recordClientError(reason);
     this.version.stats.recordGrpc(GRPC_DEADLINE_EXCEEDED);
     if (this.mirrors !== null) this.#primaryDone(GRPC_DEADLINE_EXCEEDED, false);
     cancel?.call(this);

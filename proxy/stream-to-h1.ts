@@ -3,11 +3,12 @@
  * the same pool HTTP/1.1 clients use: a browser on h2 reaching an app that
  * speaks HTTP/1.1 is the everyday ingress case.
  */
+import { constants as h2 } from 'node:http2';
 import type { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import type { Dispatcher } from 'undici';
 import { awaitConnection, REPLAYABLE, type ConnectionAware } from './forward.js';
-import { clientResponseHeaders, headerObject } from './headers.js';
+import { clientResponseHeaders, headerObject, isHopByHop } from './headers.js';
 import type { StreamCall } from './stream-call.js';
 import { classifyUpstreamError, isConnectionLoss } from './upstream-errors.js';
 import { UpstreamPool } from './upstreams.js';
@@ -51,7 +52,9 @@ class StreamToH1 implements Dispatcher.DispatchHandler, ConnectionAware {
     const headers = headerObject(flat, status);
     // A 204 MUST NOT carry Content-Length (RFC 9110 §8.6).
     if (status === 204) delete headers['content-length'];
-    call.respond(status, headers, null, false);
+    // HEAD, 204 and 304 have no body: node:http2 ends such a response at its headers (no trailers follow).
+    const end = status === 204 || status === 304 || this.opts.method === 'HEAD';
+    call.respond(status, headers, null, end);
     return true;
   }
 
@@ -64,23 +67,40 @@ class StreamToH1 implements Dispatcher.DispatchHandler, ConnectionAware {
     // A slow reader: the stream keeps what it cannot send yet; up to the response buffer the upstream
     // connection is read on (and freed sooner), beyond it the upstream waits for 'drain'.
     if (down.writableLength <= call.settings.slow.options.responseBufferBytes) return true;
-    down.once('drain', this.#resume!);
+    down.once('drain', this.#onDrain);
+    // proxy.sendTimeout, as on HTTP/1.1: a client that takes nothing for that long loses its stream (499),
+    // so that it cannot hold the upstream connection for ever.
+    const ms = call.settings.slow.options.sendTimeoutMs;
+    if (ms > 0) this.#stalled = setTimeout(() => call.stream.close(h2.NGHTTP2_CANCEL), ms);
     return false;
   }
 
+  #stalled: NodeJS.Timeout | undefined = undefined;
+
+  readonly #onDrain = (): void => {
+    clearTimeout(this.#stalled);
+    this.#resume?.();
+  };
+
   onComplete(trailers: string[] | null): void {
+    clearTimeout(this.#stalled);
     const call = this.call;
     if (call.finished) return;
     call.upstreamEnded();
     if (trailers !== null && trailers.length > 0) {
       const t: Record<string, string> = {};
-      for (let i = 0; i < trailers.length; i += 2) t[String(trailers[i]).toLowerCase()] = String(trailers[i + 1]);
+      for (let i = 0; i < trailers.length; i += 2) {
+        const name = String(trailers[i]).toLowerCase();
+        // Connection-specific trailers (Keep-Alive…) mean nothing past the hop, and HTTP/2 refuses them.
+        if (!isHopByHop(name)) t[name] = String(trailers[i + 1]);
+      }
       call.setTrailers(t);
     }
     call.endBody();
   }
 
   onError(err: Error): void {
+    clearTimeout(this.#stalled);
     if (this.call.finished) return;
     if (this.#mayRetry(err)) return;
     this.call.failed(err, classifyUpstreamError(err), -1);
@@ -118,9 +138,27 @@ class StreamToH1 implements Dispatcher.DispatchHandler, ConnectionAware {
  * could go out. It gets a pipe of its own; an upload the upstream stopped
  * taking is read to its end and dropped, so the client's stream can finish.
  */
-function uploadOf(stream: NodeJS.ReadableStream): PassThrough {
+function uploadOf(stream: NodeJS.ReadableStream, idleMs: number, onIdle: () => void): PassThrough {
   const body = new PassThrough();
-  stream.pipe(body);
+  stream.pipe(body, { end: false });
+  // A client that reset its stream ends its body early: the upstream must see a broken upload, not a whole one.
+  stream.once('end', () => {
+    // As in stream-to-h2.ts (onUploadEnd): an end with the client's stream already closed is a reset, not END_STREAM.
+    const s = stream as { closed?: boolean; aborted?: boolean; destroyed?: boolean };
+    if (s.closed === true || s.aborted === true || s.destroyed === true) body.destroy(new Error('the client reset its stream mid-upload'));
+    else body.end();
+  });
+  // proxy.clientBodyTimeout between chunks, as on HTTP/1.1: a stalled upload must not hold the connection.
+  if (idleMs > 0) {
+    const timer = setTimeout(onIdle, idleMs);
+    const refresh = (): void => void timer.refresh();
+    stream.on('data', refresh);
+    stream.once('end', () => clearTimeout(timer));
+    body.once('close', () => {
+      clearTimeout(timer);
+      stream.off('data', refresh);
+    });
+  }
   body.once('close', () => {
     stream.unpipe(body);
     stream.resume();
@@ -132,7 +170,7 @@ export function forwardToH1(call: StreamCall, method: string, path: string, head
   const gate = call.settings.slow.admit(call.version.pool);
   if (gate === null) return call.shed();
   call.gate = gate;
-  const upload = body === null || Buffer.isBuffer(body) ? body : uploadOf(body);
+  const upload = body === null || Buffer.isBuffer(body) ? body : uploadOf(body, call.settings.slow.options.clientBodyTimeoutMs, () => call.bodyTimedOut());
   const opts: Dispatcher.DispatchOptions = { path, method: method as Dispatcher.HttpMethod, headers, body: upload };
   const handler = new StreamToH1(call, opts);
   try {

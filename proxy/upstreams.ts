@@ -143,6 +143,14 @@ export class Upstreams {
     });
   }
 
+  /** HTTP/2 sessions held per version and the streams open on them, for /stats and leak checks. */
+  h2Stats(): Array<{ origin: string; role: string; sessions: number; streams: number }> {
+    return [...this.#h2.entries()].map(([key, u]) => {
+      const [role, origin] = key.split(' ');
+      return { origin: origin!, role: role!, ...u.stats() };
+    });
+  }
+
   async close(): Promise<void> {
     await Promise.all([
       ...[...this.#pools.values()].map((p) => p.close().catch(() => p.destroy())),
