@@ -101,7 +101,9 @@ describe('sluice dashboard and describe --watch', () => {
     const put = await fetch(`${sluice.adminUrl}/experiments/ab`, {
       method: 'PUT',
       headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
-      body: JSON.stringify({ kind: 'Experiment', name: 'ab', spec: QUICK_AB }),
+      // Iterations of 1 s: the verdict (at iteration 2) comes after the CLI has started and drawn once
+      // (at 0.3 s it could come before, on a busy machine, leaving one view to compare).
+      body: JSON.stringify({ kind: 'Experiment', name: 'ab', spec: { ...QUICK_AB, duration: { intervalSeconds: 1, maxIterations: 60 } } }),
     });
     assert.equal(put.status, 201);
     const r = await cli(['describe', 'ab', '--watch', '--interval', '0.2', '--admin', sluice.adminUrl, '--token-file', tokenFile]);
