@@ -24,6 +24,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { envInt as envIntOf, quickFlag } from './lib/args.js';
 import { Client } from 'undici';
 import { sluiceYaml } from './lib/configs.js';
 import { freePorts, httpGet, waitFor200 } from './lib/net.js';
@@ -42,24 +43,9 @@ if (argv.includes('--help') || argv.includes('-h')) {
   console.log('usage: npm run bench:dashboards [-- --quick]   (env: BENCH_DURATION, BENCH_ROUNDS, BENCH_CONNECTIONS, BENCH_WARMUP, BENCH_DASHBOARDS, BENCH_IDLE, BENCH_KEEP_TMP)');
   process.exit(0);
 }
-for (const a of argv) {
-  if (a !== '--quick') {
-    console.error(`bench: unknown argument ${a} (try --help)`);
-    process.exit(2);
-  }
-}
-const quick = argv.includes('--quick');
+const quick = quickFlag(argv, 'bench');
 
-function envInt(name: string, def: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return def;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) {
-    console.error(`bench: ${name}=${raw} must be an integer >= ${min}`);
-    process.exit(2);
-  }
-  return n;
-}
+const envInt = (name: string, def: number, min: number): number => envIntOf('bench', name, def, min);
 
 const opts = {
   durationS: envInt('BENCH_DURATION', quick ? 3 : 10, 1),

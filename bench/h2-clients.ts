@@ -26,6 +26,7 @@ import http2, { constants as h2c } from 'node:http2';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { envInt as envIntOf, quickFlag } from './lib/args.js';
 import { Client, type Dispatcher } from 'undici';
 
 import { BENCH_SAY_TEXT, SAY_PATH, sayRequest, waitForGrpc } from './lib/grpc.js';
@@ -50,24 +51,9 @@ env H2C_DURATION=5          seconds per measured round
     H2C_BODY_TIMEOUT_MS=500 undici bodyTimeout for the idle-stream check`);
   process.exit(0);
 }
-for (const a of argv) {
-  if (a !== '--quick') {
-    console.error(`bench:h2-clients: unknown argument ${a} (try --help)`);
-    process.exit(2);
-  }
-}
-const quick = argv.includes('--quick');
+const quick = quickFlag(argv, 'bench:h2-clients');
 
-function envInt(name: string, def: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return def;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) {
-    console.error(`bench:h2-clients: ${name}=${raw} must be an integer >= ${min}`);
-    process.exit(2);
-  }
-  return n;
-}
+const envInt = (name: string, def: number, min: number): number => envIntOf('bench:h2-clients', name, def, min);
 
 const opts = {
   durationS: envInt('H2C_DURATION', quick ? 2 : 5, 1),

@@ -32,6 +32,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
+import { envInt as envIntOf, quickFlag } from './lib/args.js';
 import { createPki } from '../test/support/certs.js';
 import { nginxConf, nginxGrpcConf, nginxTlsConf, redisServerArgs, sluiceGrpcYaml, sluiceYaml } from './lib/configs.js';
 import { BENCH_SAY_TEXT, SAY_PATH, callSay, checkSayAnswer, h2Call, sayRequest, waitForGrpc } from './lib/grpc.js';
@@ -93,24 +94,9 @@ env BENCH_DURATION=10     seconds per measured run
 
 const argv = process.argv.slice(2);
 if (argv.includes('--help') || argv.includes('-h')) usage();
-for (const a of argv) {
-  if (a !== '--quick') {
-    console.error(`bench: unknown argument ${a} (try --help)`);
-    process.exit(2);
-  }
-}
-const quick = argv.includes('--quick');
+const quick = quickFlag(argv, 'bench');
 
-function envInt(name: string, def: number, min: number): number {
-  const raw = process.env[name];
-  if (raw === undefined || raw === '') return def;
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min) {
-    console.error(`bench: ${name}=${raw} must be an integer >= ${min}`);
-    process.exit(2);
-  }
-  return n;
-}
+const envInt = (name: string, def: number, min: number): number => envIntOf('bench', name, def, min);
 
 const opts = {
   durationS: envInt('BENCH_DURATION', quick ? 3 : 10, 1),

@@ -8,18 +8,16 @@
  * because undici 7 runs them natively: the newer controller API is wrapped
  * around them and parses every header into an object we do not need.
  */
-import { subscribe } from 'node:diagnostics_channel';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Socket } from 'node:net';
 import type { Dispatcher } from 'undici';
 import { SluiceError } from '../common/errors.js';
 import type { Exposure } from './exposures.js';
 import { clientResponseHeaders } from './headers.js';
 import type { Version } from './routing-table.js';
 import { CLIENT_INVALID_REQUEST, STATUS_CLIENT_CLOSED, type GenerationCounts } from './stats.js';
-import { classifyUpstreamError, isConnectionLoss, upstreamErrorBody } from './upstream-errors.js';
+import { classifyUpstreamError, upstreamErrorBody } from './upstream-errors.js';
 import type { BufferHold, PoolGate, SlowClients } from './slow-clients.js';
-import { UpstreamPool } from './upstreams.js';
+import { StaleRetry } from './stale-retry.js';
 
 /** Process-wide settings every forward needs; built once. */
 export interface ForwardSettings {
@@ -43,40 +41,6 @@ type TrackedResponse = ServerResponse & { [kHandler]?: ForwardHandler };
 function onClientClose(this: TrackedResponse): void {
   this[kHandler]?.clientClosed();
 }
-
-/**
- * Whether a request went out on a connection that had carried one before.
- * undici does not tell a handler which socket it got, but it calls the
- * handler's onConnect and then publishes sendHeaders with the socket
- * synchronously, in one call (client-h1 writeH1): `connecting` links the two.
- */
-const kUsed = Symbol('sluice.socketUsed');
-type UpstreamSocket = Socket & { [kUsed]?: true };
-
-/** A handler that wants to know which connection its request went out on (this one, stream-to-h1.ts). */
-export interface ConnectionAware {
-  sentOn(socket: Socket, reused: boolean): void;
-}
-
-let connecting: ConnectionAware | null = null;
-
-/** Call from a handler's onConnect: the sendHeaders that follows at once reports its connection to it. */
-export function awaitConnection(handler: ConnectionAware): void {
-  connecting = handler;
-}
-subscribe('undici:client:sendHeaders', (message) => {
-  const socket = (message as { socket: UpstreamSocket }).socket;
-  const h = connecting;
-  connecting = null;
-  if (h !== null) h.sentOn(socket, socket[kUsed] === true);
-  socket[kUsed] = true;
-});
-
-/**
- * Safe to send twice: no body, and a method RFC 9110 calls idempotent. A stale
- * keep-alive connection may have taken the first copy; these may be retried once.
- */
-export const REPLAYABLE: ReadonlySet<string> = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE']);
 
 function withoutContentLength(headers: string[]): void {
   for (let i = headers.length - 2; i >= 0; i -= 2) {
@@ -114,12 +78,7 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   #resumeUpstream: (() => void) | null = null;
   #finished = false;
   #opts: Dispatcher.DispatchOptions | null = null;
-  #retried = false;
-  /** The attempt in flight went out on a connection that had carried a request before. */
-  #reused = false;
-  #socket: Socket | null = null;
-  /** The connection's bytesRead when this attempt was sent: more at the failure means a response had begun. */
-  #readAtSend = 0;
+  readonly #stale = new StaleRetry();
   status = 0;
   /** The user bucket of the request's sticky key (-1: none), for rewards the response carries. */
   bucket = -1;
@@ -169,16 +128,7 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
   onConnect(abort: (err?: Error) => void): void {
     if (this.#finished) return abort();
     this.#abortUpstream = abort;
-    this.#reused = false;
-    this.#socket = null;
-    awaitConnection(this);
-  }
-
-  /** Called by the sendHeaders subscriber: which connection this attempt went out on. */
-  sentOn(socket: Socket, reused: boolean): void {
-    this.#reused = reused;
-    this.#socket = socket;
-    this.#readAtSend = socket.bytesRead;
+    this.#stale.attempt();
   }
 
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void): boolean {
@@ -262,28 +212,13 @@ export class ForwardHandler implements Dispatcher.DispatchHandler {
     this.#abortUpstream?.();
   }
 
-  /**
-   * Retries once, on a connection of its own, a replayable request that a
-   * reused connection lost before any response byte: the upstream closed it
-   * while idle just as we sent (nginx `keepalive_timeout`). Anything else keeps
-   * its error, so a failing version stays visible.
-   */
+  /** The stale keep-alive retry (stale-retry.ts), through `front` again. */
   #mayRetry(err: Error): boolean {
     const opts = this.#opts;
-    if (this.#retried || !this.#reused || opts === null || opts.body != null) return false;
-    if (!REPLAYABLE.has(opts.method) || !isConnectionLoss(err)) return false;
-    // Any byte of a response (even a partial status line) means the upstream took the request.
-    if (this.status !== 0 || this.#socket === null || this.#socket.bytesRead !== this.#readAtSend) return false;
-    const pool = this.version.pool;
-    if (!(pool instanceof UpstreamPool)) return false;
-    this.#retried = true;
-    this.#abortUpstream = null;
-    this.version.stats.recordRetry();
-    const client = pool.freshClient();
-    // reset: the one-off connection closes after this request; close() waits for it.
-    this.start(client, { ...opts, reset: true });
-    client.close().catch(() => {});
-    return true;
+    return opts !== null && this.#stale.retry(err, opts, this.status !== 0, this.version.pool, this.version.stats, (client, again) => {
+      this.#abortUpstream = null;
+      this.start(client, again);
+    });
   }
 
   #clientError(err: Error): void {

@@ -5,7 +5,7 @@
  */
 import { constants as h2, type IncomingHttpHeaders } from 'node:http2';
 import {
-  GRPC_CANCELLED, GRPC_DEADLINE_EXCEEDED, GRPC_INTERNAL, GRPC_RESOURCE_EXHAUSTED, GRPC_UNAVAILABLE, GRPC_UNIMPLEMENTED, GRPC_UNKNOWN,
+  GRPC_CANCELLED, GRPC_INTERNAL, GRPC_RESOURCE_EXHAUSTED, GRPC_UNAVAILABLE, GRPC_UNIMPLEMENTED, GRPC_UNKNOWN,
 } from '../common/grpc-status.js';
 
 /** application/grpc, application/grpc+proto, application/grpc+json… but not application/grpc-web (a different framing). */
@@ -92,4 +92,3 @@ export function grpcErrorHeaders(code: number, message: string, extra?: Record<s
   };
 }
 
-export { GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE };

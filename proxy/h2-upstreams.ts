@@ -120,10 +120,4 @@ export class H2Upstream {
     await Promise.all(this.#sessions.map((s) => new Promise<void>((resolve) => (s.destroyed ? resolve() : s.close(() => resolve())))));
     this.#sessions.length = 0;
   }
-
-  destroy(): void {
-    this.#closed = true;
-    for (const s of this.#sessions) s.destroy();
-    this.#sessions.length = 0;
-  }
 }

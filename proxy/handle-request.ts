@@ -104,6 +104,30 @@ export function pinnedVersion(state: RouteState, pin: string | string[], matcher
   return name === null ? -1 : (state.route.byName.get(name)?.index ?? -1);
 }
 
+/** Where `choose` puts the exposure it recorded: one object, reused (the request path is synchronous up to there). */
+export interface Chosen {
+  exposure: Exposure | null;
+}
+const CHOSEN: Chosen = { exposure: null };
+
+/**
+ * The version for one request, as `pick` packs it — a valid pin first, else
+ * rules, sticky key, weights — counted where the analysis needs it, with the
+ * sticky key's exposure recorded in `out`. Shared by HTTP/1.1 requests and
+ * HTTP/2 streams (handle-stream.ts).
+ */
+export function choose(state: RouteState, headers: IncomingHttpHeaders, url: string, pinMatcher: PinMatcher | null, out: Chosen): number {
+  const pin = headers[PIN_HEADER];
+  const pinnedTo = pin === undefined ? -1 : pinnedVersion(state, pin, pinMatcher);
+  // Read once: pick hashes it, the exposure log keeps it. Pinned (synthetic) load is no user's exposure.
+  const key = pinnedTo >= 0 ? undefined : stickyKey(state, headers);
+  const picked = pinnedTo >= 0 ? pinnedTo : pick(state, headers, url, key);
+  countChoice(state, picked, state.route.versions[picked & INDEX_MASK]!.stats);
+  const log = state.route.exposures;
+  out.exposure = key === undefined || log === null ? null : log.record(key, picked & INDEX_MASK, state, (picked & BY_SLOT) !== 0);
+  return picked;
+}
+
 export function createRequestHandler(ctx: TrafficContext) {
   const settings = ctx.forward;
   const pinMatcher = ctx.pinPrefix === null ? null : new PinMatcher(ctx.pinPrefix);
@@ -121,15 +145,9 @@ export function createRequestHandler(ctx: TrafficContext) {
     const state = ctx.table().match(req.headers.host, url);
     if (state === null) return sendError(res, new SluiceError('SLUICE_ROUTE_NOT_FOUND', `no route matches ${url}`));
 
-    const pin = req.headers[PIN_HEADER];
-    const pinnedTo = pin === undefined ? -1 : pinnedVersion(state, pin, pinMatcher);
-    // Read once: pick hashes it, the exposure log keeps it. Pinned (synthetic) load is no user's exposure.
-    const key = pinnedTo >= 0 ? undefined : stickyKey(state, req.headers);
-    const picked = pinnedTo >= 0 ? pinnedTo : pick(state, req.headers, url, key);
+    const picked = choose(state, req.headers, url, pinMatcher, CHOSEN);
     const version = state.route.versions[picked & INDEX_MASK]!;
-    countChoice(state, picked, version.stats);
-    const log = state.route.exposures;
-    const exposure = key === undefined || log === null ? null : log.record(key, picked & INDEX_MASK, state, (picked & BY_SLOT) !== 0);
+    const exposure = CHOSEN.exposure;
     const method = req.method!;
     // A body on GET/HEAD has no defined meaning; forwarding its framing could desync the upstream connection.
     const keepBody = method !== 'GET' && method !== 'HEAD' && hasBody(req);

@@ -9,8 +9,8 @@
 import { constants as h2, type IncomingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
 import { SluiceError } from '../common/errors.js';
 import { GRPC_UNIMPLEMENTED } from '../common/grpc-status.js';
-import { PIN_HEADER, PinMatcher } from '../common/pin.js';
-import { countChoice, originForm, pick, pinnedVersion, stickyKey, bucketOf, BY_SLOT, MAX_RAW_HEADERS, type TrafficContext } from './handle-request.js';
+import { PinMatcher } from '../common/pin.js';
+import { bucketOf, choose, originForm, MAX_RAW_HEADERS, type Chosen, type TrafficContext } from './handle-request.js';
 import { grpcErrorHeaders, grpcStatusOfHttp, grpcTimeoutMs, isGrpc } from './grpc.js';
 import { planStreamMirrors } from './stream-mirror.js';
 import { upstreamHeadersOfStream } from './headers.js';
@@ -20,6 +20,8 @@ import { forwardToH1 } from './stream-to-h1.js';
 import { forwardToH2 } from './stream-to-h2.js';
 
 const INDEX_MASK = 0xff;
+/** Reused for every stream (see handle-request.ts CHOSEN). */
+const CHOSEN: Chosen = { exposure: null };
 
 function ignore(): void {}
 
@@ -60,24 +62,17 @@ export function createStreamHandler(ctx: TrafficContext) {
     const state = ctx.table().match(authority, url);
     if (state === null) return refuseStream(stream, grpc, new SluiceError('SLUICE_ROUTE_NOT_FOUND', `no route matches ${url}`));
 
-    const pin = headers[PIN_HEADER];
-    const pinnedTo = pin === undefined ? -1 : pinnedVersion(state, pin, pinMatcher);
-    const key = pinnedTo >= 0 ? undefined : stickyKey(state, headers);
-    const picked = pinnedTo >= 0 ? pinnedTo : pick(state, headers, url, key);
+    const picked = choose(state, headers, url, pinMatcher, CHOSEN);
     const version = state.route.versions[picked & INDEX_MASK]!;
-    countChoice(state, picked, version.stats);
     const call = new StreamCall(stream, state.route, version, grpc, startMs, settings);
     call.counts = state.counts;
     call.method = method;
     call.url = url;
     call.bucket = bucketOf(picked);
-    const log = state.route.exposures;
-    if (key !== undefined && log !== null) {
-      const exposure = log.record(key, picked & INDEX_MASK, state, (picked & BY_SLOT) !== 0);
-      if (exposure !== null) {
-        call.exposure = exposure;
-        call.exposureSeq = exposure.seq;
-      }
+    const exposure = CHOSEN.exposure;
+    if (exposure !== null) {
+      call.exposure = exposure;
+      call.exposureSeq = exposure.seq;
     }
     const hasBody = (flags & h2.NGHTTP2_FLAG_END_STREAM) === 0;
     // gRPC: the client's deadline is the call's; nothing else bounds it, as a stream may idle for as long as
@@ -87,7 +82,7 @@ export function createStreamHandler(ctx: TrafficContext) {
       const deadline = grpcTimeoutMs(headers['grpc-timeout']);
       if (deadline >= 0) call.deadline(deadline);
     } else if (!hasBody) call.deadline(state.route.timeouts.requestMs);
-    else stream.once('end', () => call.finished || call.responded || call.deadline(state.route.timeouts.requestMs));
+    else call.deadlineAfterBody(state.route.timeouts.requestMs);
 
     const socket = stream.session?.socket;
     const remote = socket?.remoteAddress ?? '';

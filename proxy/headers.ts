@@ -138,11 +138,7 @@ export function clientResponseHeaders(
     if (HOP_BY_HOP.has(lower)) continue;
     if (listed !== null && listed.has(lower)) continue;
     if (lower === REWARD_HEADER) {
-      const text = latin1(raw[i + 1]!);
-      const v = Number(text);
-      // Number('') is 0: an empty header must not read as a zero reward. Anything but a finite
-      // number comes out as Infinity, which the caller counts as a refused reward.
-      out.reward = Number.isFinite(v) && text.trim() !== '' ? v : Number.POSITIVE_INFINITY;
+      out.reward = rewardValue(latin1(raw[i + 1]!));
       continue;
     }
     if (versionHeader !== null && lower === versionHeader) continue;
@@ -252,8 +248,12 @@ export function headerObject(flat: readonly string[], status: number): Record<st
   return o;
 }
 
-/** Number('') is 0: an empty header must not read as a zero reward; anything not finite is Infinity (refused). */
-function rewardValue(text: string): number {
+/**
+ * An `x-sluice-reward` value. Number('') is 0: an empty header must not read
+ * as a zero reward. Anything but a finite number comes out as Infinity, which
+ * the caller counts as a refused reward.
+ */
+export function rewardValue(text: string): number {
   const v = Number(text);
   return Number.isFinite(v) && text.trim() !== '' ? v : Number.POSITIVE_INFINITY;
 }

@@ -100,11 +100,6 @@ export class ProtocolSwitch {
     for (const s of this.#sessions) s.destroy();
   }
 
-  /** HTTP/2 sessions open now (for /stats and tests). */
-  get sessions(): number {
-    return this.#sessions.size;
-  }
-
   /**
    * HTTP/1.1's server accepts its sockets half-open (allowHalfOpen: it may
    * still answer after the client's FIN); an HTTP/2 session does not handle

@@ -27,25 +27,14 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { SluiceError } from '../common/errors.js';
+import type { ProxyOptions } from '../config/types.js';
 import type { Version } from './routing-table.js';
 
-export interface SlowClientOptions {
-  /** Bodies with a Content-Length up to this are read whole before dispatch; 0: always stream. */
-  readonly requestBufferBytes: number;
-  /** How much of a response may wait in memory for a slow client; 0: only what the socket takes. */
-  readonly responseBufferBytes: number;
-  /** All buffered request and response bytes together, process-wide. */
-  readonly bufferMemoryBytes: number;
-  /** Longest pause between two chunks of a request body; 0: none (requestTimeout still bounds it). */
-  readonly clientBodyTimeoutMs: number;
-  /** Longest a client may take no response bytes while some wait for it; 0: forever. */
-  readonly sendTimeoutMs: number;
-  /** Requests per pool waiting for a free upstream connection; beyond it: 503. */
-  readonly queueLimit: number;
-  readonly connectionsPerVersion: number;
-  /** Client keep-alive: 0 means Node leaves our send timeout on the idle socket, so we clear it. */
-  readonly keepAliveTimeoutMs: number;
-}
+/** The proxy options this module reads (their meaning: config/types.ts ProxyOptions). */
+export type SlowClientOptions = Pick<
+  ProxyOptions,
+  'requestBufferBytes' | 'responseBufferBytes' | 'bufferMemoryBytes' | 'clientBodyTimeoutMs' | 'sendTimeoutMs' | 'queueLimit' | 'connectionsPerVersion' | 'keepAliveTimeoutMs'
+>;
 
 /** Bytes one request holds of the budget; released when its response closes. */
 export class BufferHold {

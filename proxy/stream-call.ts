@@ -6,12 +6,12 @@
  * The upstream side is stream-to-h2.ts or stream-to-h1.ts.
  */
 import { constants as h2, type ClientHttp2Stream, type IncomingHttpHeaders, type OutgoingHttpHeaders, type ServerHttp2Stream } from 'node:http2';
-import { ERRORS } from '../common/errors.js';
-import { GRPC_CANCELLED, GRPC_DEADLINE_EXCEEDED, GRPC_UNAVAILABLE } from '../common/grpc-status.js';
+import { ERRORS, type ErrorCode } from '../common/errors.js';
+import { GRPC_CANCELLED, GRPC_DEADLINE_EXCEEDED, GRPC_INTERNAL, GRPC_UNAVAILABLE } from '../common/grpc-status.js';
 import { creditReward, type ForwardSettings, type RewardTarget } from './forward.js';
-import { REWARD_HEADER } from './headers.js';
+import { REWARD_HEADER, rewardValue } from './headers.js';
 import type { Exposure } from './exposures.js';
-import { encodeGrpcMessage, grpcErrorHeaders, grpcOutcome, grpcStatusOfHttp } from './grpc.js';
+import { encodeGrpcMessage, grpcErrorHeaders, grpcOutcome } from './grpc.js';
 import type { CompiledRoute, Version } from './routing-table.js';
 import type { BufferHold, PoolGate, SlowClientState } from './slow-clients.js';
 import type { StreamMirrors } from './stream-mirror.js';
@@ -34,6 +34,13 @@ function onClientClose(this: TrackedStream): void {
 function onWantTrailers(this: TrackedStream): void {
   this[kCall].sendTrailers();
 }
+
+function onBodyEnd(this: TrackedStream): void {
+  this[kCall].bodyEnded();
+}
+
+/** Retry-After of a shed call: a second lets the version's queue move on (as slow-clients.ts's). */
+const RETRY_AFTER: Readonly<Record<string, string>> = Object.freeze({ 'retry-after': '1' });
 
 const TIMEOUT_FAILURE: UpstreamFailure = Object.freeze({ reason: 'timeout', reasonIndex: REASON_INDEX.timeout, code: 'SLUICE_UPSTREAM_TIMEOUT', status: 504 });
 
@@ -105,10 +112,7 @@ export class StreamCall implements RewardTarget, SlowClientState {
     if (this.#upstreamDoneMs !== 0) return;
     this.#upstreamDoneMs = performance.now();
     this.#deadlineAt = Number.POSITIVE_INFINITY;
-    if (this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
-    }
+    this.#clearTimer();
   }
 
   /**
@@ -120,9 +124,23 @@ export class StreamCall implements RewardTarget, SlowClientState {
 
   /** Response headers arrived: a header wait (not a gRPC deadline, which covers the whole call) ends. */
   clearHeaderDeadline(): void {
-    if (this.grpc || this.#timer === null) return;
-    clearTimeout(this.#timer);
-    this.#timer = null;
+    if (!this.grpc) this.#clearTimer();
+  }
+
+  /**
+   * The wait for response headers (`ms`) starts once the client's body is all
+   * here: a slow upload is the client's time, not the version's.
+   */
+  deadlineAfterBody(ms: number): void {
+    this.#afterBodyMs = ms;
+    this.stream.once('end', onBodyEnd);
+  }
+
+  #afterBodyMs = 0;
+
+  /** The client's body ended (onBodyEnd). */
+  bodyEnded(): void {
+    if (!this.#finished && !this.#responded) this.deadline(this.#afterBodyMs);
   }
 
   /**
@@ -174,9 +192,7 @@ export class StreamCall implements RewardTarget, SlowClientState {
       out = this.#trailers as ResponseHeaders;
       const reward = out[REWARD_HEADER];
       if (reward !== undefined) {
-        const text = String(Array.isArray(reward) ? reward[0] : reward);
-        const n = Number(text);
-        creditReward(this, Number.isFinite(n) && text.trim() !== '' ? n : Number.POSITIVE_INFINITY, this.settings.maxReward);
+        creditReward(this, rewardValue(String(Array.isArray(reward) ? reward[0] : reward)), this.settings.maxReward);
         delete out[REWARD_HEADER];
       }
     }
@@ -232,12 +248,9 @@ export class StreamCall implements RewardTarget, SlowClientState {
   /** The client stopped sending its body (proxy.clientBodyTimeout): 408, nothing charged to the version. */
   bodyTimedOut(): void {
     if (this.#finished) return;
-    this.#clearTimer();
     this.status = 408;
-    if (this.grpc) this.#sendOwn(grpcErrorHeaders(GRPC_CANCELLED, 'sluice: the request body did not arrive in time', this.#versionHeaders()), true);
-    else this.#sendOwn({ ':status': 408, 'content-type': 'application/json; charset=utf-8' }, false, JSON.stringify({ error: { code: 'SLUICE_REQUEST_TIMEOUT', message: 'the request body did not arrive in time' } }));
-    this.#finished = true;
-    this.settings.slow.leave(this);
+    this.#answer(GRPC_CANCELLED, 'SLUICE_REQUEST_TIMEOUT', 'the request body did not arrive in time');
+    this.#settle(-1);
     // Once the answer is out, RST_STREAM(NO_ERROR) tells the client to stop sending (RFC 9113 §8.1).
     const stream = this.stream;
     if (stream.writableFinished) stream.close(h2.NGHTTP2_NO_ERROR);
@@ -246,15 +259,12 @@ export class StreamCall implements RewardTarget, SlowClientState {
 
   /** Sheds the call (the version's queue is full): 503, or UNAVAILABLE. */
   shed(): void {
-    const message = `version ${this.version.name} of route ${this.route.name} has too many requests waiting for a connection`;
     this.status = this.grpc ? 200 : 503;
-    if (this.grpc) this.#sendOwn(grpcErrorHeaders(GRPC_UNAVAILABLE, message, this.#versionHeaders()), true);
-    else this.#sendOwn({ ':status': 503, 'content-type': 'application/json; charset=utf-8', 'retry-after': '1', ...this.#versionHeaders() }, false, JSON.stringify({ error: { code: 'SLUICE_OVERLOADED', message } }));
-    this.#finished = true;
-    this.#clearTimer();
+    this.#answer(GRPC_UNAVAILABLE, 'SLUICE_OVERLOADED', `version ${this.version.name} of route ${this.route.name} has too many requests waiting for a connection`, RETRY_AFTER);
+    // Shedding is the version's capacity showing: counted, as on HTTP/1.1 (slow-clients.ts shed).
     this.version.stats.record(503, performance.now() - this.startMs, false);
     if (this.grpc) this.version.stats.recordGrpc(GRPC_UNAVAILABLE);
-    if (this.mirrors !== null) this.#primaryDone(GRPC_UNAVAILABLE, false);
+    this.#settle(GRPC_UNAVAILABLE);
   }
 
   /**
@@ -264,15 +274,29 @@ export class StreamCall implements RewardTarget, SlowClientState {
    */
   refused(err: Error): void {
     if (this.#finished) return;
-    this.#clearTimer();
-    this.#finished = true;
     this.status = 400;
-    const message = `the request cannot be forwarded as sent: ${err.message}`;
-    if (this.grpc) this.#sendOwn(grpcErrorHeaders(13, `sluice: ${message}`, this.#versionHeaders()), true);
-    else this.#sendOwn({ ':status': 400, 'content-type': 'application/json; charset=utf-8' }, false, JSON.stringify({ error: { code: 'SLUICE_REQUEST_UNFORWARDABLE', message } }));
-    this.settings.slow.leave(this);
+    this.#answer(GRPC_INTERNAL, 'SLUICE_REQUEST_UNFORWARDABLE', `the request cannot be forwarded as sent: ${err.message}`);
     this.version.stats.recordClientError(CLIENT_INVALID_REQUEST);
-    if (this.mirrors !== null) this.#primaryDone(-1, false);
+    this.#settle(-1);
+  }
+
+  /** Sluice's own answer, with `this.status`: a trailers-only gRPC status, or a JSON error body. */
+  #answer(grpcCode: number, code: ErrorCode, message: string, extra?: Readonly<Record<string, string>>): void {
+    if (this.grpc) return this.#sendOwn(grpcErrorHeaders(grpcCode, `sluice: ${message}`, this.#versionHeaders()), true);
+    const headers = { ':status': this.status, 'content-type': 'application/json; charset=utf-8', ...extra, ...this.#versionHeaders() };
+    this.#sendOwn(headers, false, JSON.stringify({ error: { code, message } }));
+  }
+
+  /**
+   * Ends a call Sluice answered itself without judging the version by it:
+   * timers cleared, the pool's slot freed, shadow comparisons told (with
+   * `compared` as the primary's outcome). Whoever calls it counts what counts.
+   */
+  #settle(compared: number): void {
+    this.#finished = true;
+    this.#clearTimer();
+    this.settings.slow.leave(this);
+    if (this.mirrors !== null) this.#primaryDone(compared, false);
   }
 
   #clearTimer(): void {
@@ -322,11 +346,9 @@ export class StreamCall implements RewardTarget, SlowClientState {
     if (!this.#responded) this.#sendOwn(grpcErrorHeaders(GRPC_DEADLINE_EXCEEDED, this.#ownMessage, this.#versionHeaders()), true);
     else this.endBody();
     this.status = this.status || 200;
-    this.#finished = true;
-    this.settings.slow.leave(this);
     this.version.stats.recordClientError(reason);
     this.version.stats.recordGrpc(GRPC_DEADLINE_EXCEEDED);
-    if (this.mirrors !== null) this.#primaryDone(GRPC_DEADLINE_EXCEEDED, false);
+    this.#settle(GRPC_DEADLINE_EXCEEDED);
     cancel?.call(this);
   }
 
@@ -346,10 +368,7 @@ export class StreamCall implements RewardTarget, SlowClientState {
    */
   #finish(failed: boolean, grpcCode = -1): void {
     this.#finished = true;
-    if (this.#timer !== null) {
-      clearTimeout(this.#timer);
-      this.#timer = null;
-    }
+    this.#clearTimer();
     this.settings.slow.leave(this);
     const latencyMs = (this.#upstreamDoneMs !== 0 ? this.#upstreamDoneMs : performance.now()) - this.startMs;
     const stats = this.version.stats;
@@ -376,4 +395,3 @@ export class StreamCall implements RewardTarget, SlowClientState {
   }
 }
 
-export { grpcStatusOfHttp };

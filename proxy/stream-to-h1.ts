@@ -4,23 +4,19 @@
  * speaks HTTP/1.1 is the everyday ingress case.
  */
 import { constants as h2 } from 'node:http2';
-import type { Socket } from 'node:net';
 import { PassThrough } from 'node:stream';
 import type { Dispatcher } from 'undici';
-import { awaitConnection, REPLAYABLE, type ConnectionAware } from './forward.js';
 import { clientResponseHeaders, headerObject, isHopByHop } from './headers.js';
+import { StaleRetry } from './stale-retry.js';
 import type { StreamCall } from './stream-call.js';
-import { classifyUpstreamError, isConnectionLoss } from './upstream-errors.js';
-import { UpstreamPool } from './upstreams.js';
+import { classifyUpstreamError } from './upstream-errors.js';
 
-class StreamToH1 implements Dispatcher.DispatchHandler, ConnectionAware {
+class StreamToH1 implements Dispatcher.DispatchHandler {
   #resume: (() => void) | null = null;
   #responded = false;
-  #retried = false;
-  /** The attempt in flight went out on a connection that had carried a request before, which had read this much then. */
-  #reused = false;
-  #socket: Socket | null = null;
-  #readAtSend = 0;
+  readonly #stale = new StaleRetry();
+  /** Armed while the client takes nothing and the upstream waits (proxy.sendTimeout). */
+  #stalled: NodeJS.Timeout | undefined = undefined;
 
   constructor(
     private readonly call: StreamCall,
@@ -29,16 +25,8 @@ class StreamToH1 implements Dispatcher.DispatchHandler, ConnectionAware {
 
   onConnect(abort: (err?: Error) => void): void {
     if (this.call.finished) return abort();
-    this.call.cancelUpstream = () => abort();
-    this.#reused = false;
-    this.#socket = null;
-    awaitConnection(this);
-  }
-
-  sentOn(socket: Socket, reused: boolean): void {
-    this.#reused = reused;
-    this.#socket = socket;
-    this.#readAtSend = socket.bytesRead;
+    this.call.cancelUpstream = abort;
+    this.#stale.attempt();
   }
 
   onHeaders(status: number, rawHeaders: Buffer[], resume: () => void): boolean {
@@ -67,20 +55,17 @@ class StreamToH1 implements Dispatcher.DispatchHandler, ConnectionAware {
     // A slow reader: the stream keeps what it cannot send yet; up to the response buffer the upstream
     // connection is read on (and freed sooner), beyond it the upstream waits for 'drain'.
     if (down.writableLength <= call.settings.slow.options.responseBufferBytes) return true;
-    down.once('drain', this.#onDrain);
+    // Made only here, on backpressure: the common case allocates nothing for it.
+    down.once('drain', () => {
+      clearTimeout(this.#stalled);
+      this.#resume?.();
+    });
     // proxy.sendTimeout, as on HTTP/1.1: a client that takes nothing for that long loses its stream (499),
     // so that it cannot hold the upstream connection for ever.
     const ms = call.settings.slow.options.sendTimeoutMs;
     if (ms > 0) this.#stalled = setTimeout(() => call.stream.close(h2.NGHTTP2_CANCEL), ms);
     return false;
   }
-
-  #stalled: NodeJS.Timeout | undefined = undefined;
-
-  readonly #onDrain = (): void => {
-    clearTimeout(this.#stalled);
-    this.#resume?.();
-  };
 
   onComplete(trailers: string[] | null): void {
     clearTimeout(this.#stalled);
@@ -101,34 +86,19 @@ class StreamToH1 implements Dispatcher.DispatchHandler, ConnectionAware {
 
   onError(err: Error): void {
     clearTimeout(this.#stalled);
-    if (this.call.finished) return;
-    if (this.#mayRetry(err)) return;
-    this.call.failed(err, classifyUpstreamError(err), -1);
+    const call = this.call;
+    if (call.finished) return;
+    // The stale keep-alive retry, as for HTTP/1.1 clients (stale-retry.ts).
+    if (this.#stale.retry(err, this.opts, this.#responded, call.version.pool, call.version.stats, (client, again) => dispatch(client, again, this))) return;
+    call.failed(err, classifyUpstreamError(err), -1);
   }
+}
 
-  /**
-   * As forward.ts does for HTTP/1.1 clients: a replayable request without a
-   * body that a *reused* connection lost before any response byte (the
-   * upstream closed it while idle, just as we sent) goes once more on a
-   * connection of its own. Anything else keeps its error.
-   */
-  #mayRetry(err: Error): boolean {
-    const o = this.opts;
-    if (this.#retried || !this.#reused || this.#responded || o.body != null) return false;
-    if (!REPLAYABLE.has(o.method) || !isConnectionLoss(err)) return false;
-    if (this.#socket === null || this.#socket.bytesRead !== this.#readAtSend) return false;
-    const pool = this.call.version.pool;
-    if (!(pool instanceof UpstreamPool)) return false;
-    this.#retried = true;
-    this.call.version.stats.recordRetry();
-    const client = pool.freshClient();
-    try {
-      client.dispatch({ ...o, reset: true }, this);
-    } catch (e) {
-      this.call.failed(e as Error, classifyUpstreamError(e as Error), -1);
-    }
-    client.close().catch(() => {});
-    return true;
+function dispatch(to: Dispatcher, opts: Dispatcher.DispatchOptions, handler: StreamToH1): void {
+  try {
+    to.dispatch(opts, handler);
+  } catch (err) {
+    handler.onError(err as Error);
   }
 }
 
@@ -172,10 +142,5 @@ export function forwardToH1(call: StreamCall, method: string, path: string, head
   call.gate = gate;
   const upload = body === null || Buffer.isBuffer(body) ? body : uploadOf(body, call.settings.slow.options.clientBodyTimeoutMs, () => call.bodyTimedOut());
   const opts: Dispatcher.DispatchOptions = { path, method: method as Dispatcher.HttpMethod, headers, body: upload };
-  const handler = new StreamToH1(call, opts);
-  try {
-    call.version.pool.dispatch(opts, handler);
-  } catch (err) {
-    handler.onError(err as Error);
-  }
+  dispatch(call.version.pool, opts, new StreamToH1(call, opts));
 }

@@ -6,6 +6,7 @@
  * and the upstream's request counter.
  */
 import http2 from 'node:http2';
+import { pollFor200 } from './net.js';
 
 export const SAY_PATH = '/sluice.test.Echo/Say';
 
@@ -114,19 +115,6 @@ export function checkSayAnswer(r: H2CallResult): string | null {
 }
 
 /** Poll the gRPC upstream's `GET /__bench/count` over h2c until it answers 200, `isDead()` turns true, or `timeoutMs` passes. */
-export async function waitForGrpc(origin: string, timeoutMs: number, isDead: () => boolean): Promise<string | null> {
-  const deadline = Date.now() + timeoutMs;
-  let last = 'no answer';
-  while (Date.now() < deadline) {
-    if (isDead()) return 'the process exited';
-    try {
-      const r = await h2Call(origin, { ':method': 'GET', ':path': '/__bench/count' }, null, 1000);
-      if (r.status === 200) return null;
-      last = `HTTP ${r.status}`;
-    } catch (err) {
-      last = (err as Error).message;
-    }
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return `not ready within ${Math.round(timeoutMs / 1000)} s (last: ${last})`;
+export function waitForGrpc(origin: string, timeoutMs: number, isDead: () => boolean): Promise<string | null> {
+  return pollFor200(async () => (await h2Call(origin, { ':method': 'GET', ':path': '/__bench/count' }, null, 1000)).status, timeoutMs, isDead);
 }

@@ -50,15 +50,20 @@ export function httpGet(url: string, opts: { timeoutMs?: number; headers?: Recor
  * Poll `url` until it answers 200, `isDead()` turns true, or `timeoutMs` passes.
  * Resolves null when ready, else a reason.
  */
-export async function waitFor200(url: string, timeoutMs: number, isDead: () => boolean): Promise<string | null> {
+export function waitFor200(url: string, timeoutMs: number, isDead: () => boolean): Promise<string | null> {
+  return pollFor200(async () => (await httpGet(url, { timeoutMs: 1000 })).status, timeoutMs, isDead);
+}
+
+/** Asks `status()` every 100 ms until it is 200, `isDead()` turns true, or `timeoutMs` passes; null when ready, else a reason. */
+export async function pollFor200(status: () => Promise<number>, timeoutMs: number, isDead: () => boolean): Promise<string | null> {
   const deadline = Date.now() + timeoutMs;
   let last = 'no answer';
   while (Date.now() < deadline) {
     if (isDead()) return 'the process exited';
     try {
-      const r = await httpGet(url, { timeoutMs: 1000 });
-      if (r.status === 200) return null;
-      last = `HTTP ${r.status}`;
+      const s = await status();
+      if (s === 200) return null;
+      last = `HTTP ${s}`;
     } catch (err) {
       last = (err as Error).message;
     }
